@@ -1,0 +1,34 @@
+{{/*
+Rules for what the operator owns. Objects are written with server-side apply (patch), never
+update; secrets are read for origin credentials and region kubeconfigs and mirrored next to
+edge pods. The Distribution finalizer (remote cleanup) needs update on distributions and,
+with OwnerReferencesPermissionEnforcement, on distributions/finalizers.
+*/}}
+{{- define "kubefront.rbac.distributionRules" }}
+- apiGroups: ["kubefront.io"]
+  resources: ["distributions"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["kubefront.io"]
+  resources: ["distributions/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["kubefront.io"]
+  resources: ["distributions/finalizers"]
+  verbs: ["update"]
+{{- end }}
+{{- define "kubefront.rbac.ownedRules" }}
+- apiGroups: [""]
+  resources: ["configmaps", "services", "secrets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}

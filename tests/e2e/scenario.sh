@@ -1,0 +1,462 @@
+#!/usr/bin/env bash
+# The kubefront user journey on a real cluster, as one script shared by every cluster provider
+# (tests/e2e/kind.sh on Docker machines, tests/e2e/local.sh on the tests/cluster node):
+#
+#   helm install the chart (CRDs included) -> MinIO in-cluster with a seeded private bucket
+#   -> the example Distribution with two regions (the second through a kubeconfig Secret to the
+#   same API server, other namespace) -> operator Ready, edge pods Running in both namespaces,
+#   Distribution Ready with per-region status -> each region's edge Service: Miss then Hit with
+#   exactly one origin GET -> change a TTL: new config hash, new ReplicaSet -> delete an edge
+#   Deployment: restored -> delete the Distribution: every region cleaned up -> helm uninstall.
+#
+# The provider owns the cluster (create, load images, delete); this script owns everything it
+# creates inside it and removes it again, also on failure (after printing diagnostics).
+#
+# Environment (set by the provider):
+#   KUBECONFIG                      admin kubeconfig of the cluster (required)
+#   KUBEFRONT_CLUSTER_PROVIDER      local|kind (informational; shown in logs)
+#   KUBEFRONT_OPERATOR_IMAGE        operator image present on the node(s)  [kubefront/operator:e2e]
+#   KUBEFRONT_EDGE_IMAGE            edge image present on the node(s)      [kubefront/edge:e2e]
+#   KUBEFRONT_E2E_MINIO_IMAGE       MinIO server image  [the one in examples/minio/minio.yaml]
+#   KUBEFRONT_E2E_MC_IMAGE          mc image for the seed Job  [the one in examples/minio/seed-job.yaml]
+#   KUBEFRONT_E2E_REMOTE_SERVER     API server URL as seen from pods, for the second region's
+#                                   kubeconfig  [https://kubernetes.default.svc]
+#   KUBEFRONT_E2E_DISTRIBUTION      Distribution manifest  [examples/distribution.yaml]
+#   KUBEFRONT_E2E_ORIGIN_METRIC     edge counter of origin requests  [kubefront_edge_origin_requests_total]
+#   KUBEFRONT_E2E_TIMEOUT           seconds per wait  [300]
+#   KUBEFRONT_E2E_KEEP=1            keep the objects after a failure (for debugging)
+#   HELM, KUBECTL                   binaries  [$KUBEFRONT_CACHE/bin/{helm,kubectl}, else PATH]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+export KUBEFRONT_CACHE="${KUBEFRONT_CACHE:-$HOME/.cache/kubefront}"
+: "${KUBECONFIG:?KUBECONFIG must point at the cluster under test}"
+export KUBECONFIG
+provider="${KUBEFRONT_CLUSTER_PROVIDER:-unknown}"
+operator_image="${KUBEFRONT_OPERATOR_IMAGE:-kubefront/operator:e2e}"
+edge_image="${KUBEFRONT_EDGE_IMAGE:-kubefront/edge:e2e}"
+minio_image="${KUBEFRONT_E2E_MINIO_IMAGE:-}"
+mc_image="${KUBEFRONT_E2E_MC_IMAGE:-}"
+remote_server="${KUBEFRONT_E2E_REMOTE_SERVER:-https://kubernetes.default.svc}"
+distribution_file="${KUBEFRONT_E2E_DISTRIBUTION:-examples/distribution.yaml}"
+origin_metric="${KUBEFRONT_E2E_ORIGIN_METRIC:-kubefront_edge_origin_requests_total}"
+timeout="${KUBEFRONT_E2E_TIMEOUT:-300}"
+helm="${HELM:-$KUBEFRONT_CACHE/bin/helm}"
+kubectl="${KUBECTL:-$KUBEFRONT_CACHE/bin/kubectl}"
+[[ -x $helm ]] || helm=$(command -v helm)
+[[ -x $kubectl ]] || kubectl=$(command -v kubectl)
+
+release=kubefront
+system_ns=kubefront-system
+storage_ns=storage
+remote_sa=kubefront-remote
+work=$(mktemp -d)
+# Helm must not read or write the user's configuration.
+export HELM_CACHE_HOME="$work/helm/cache" HELM_CONFIG_HOME="$work/helm/config" HELM_DATA_HOME="$work/helm/data"
+
+start=$(date +%s)
+phase_start=$start
+phase() {
+  local now
+  now=$(date +%s)
+  echo "=== [e2e/$provider +$((now - start))s, previous phase $((now - phase_start))s] $*"
+  phase_start=$now
+}
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+k() { "$kubectl" "$@"; }
+
+# --- polling helpers ---------------------------------------------------------------------------
+
+# wait_until DESCRIPTION CMD...: retry CMD every 2 s until it succeeds or $timeout passes.
+wait_until() {
+  local what=$1 deadline=$(($(date +%s) + timeout))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    if (($(date +%s) >= deadline)); then
+      echo "timed out after ${timeout}s waiting for: $what" >&2
+      "$@" >&2 || true
+      return 1
+    fi
+    sleep 2
+  done
+}
+
+jsonpath() { # jsonpath NS KIND/NAME EXPR
+  k -n "$1" get "$2" -o "jsonpath=$3" 2>/dev/null
+}
+
+pods_running() { # pods_running NS LABELS
+  k -n "$1" get pods -l "$2" -o jsonpath='{.items[*].status.phase}' | grep -q Running
+}
+
+# --- port-forwards -----------------------------------------------------------------------------
+
+forward_pids=()
+fwd_port=""
+# forward NS TARGET REMOTE_PORT: starts `kubectl port-forward` in the background and sets
+# fwd_port to its local port. Not for use in $(...): the pid must be recorded in this shell.
+forward() {
+  local ns=$1 target=$2 port=$3 log i
+  log="$work/pf-$ns-${target//\//-}-$port.log"
+  k -n "$ns" port-forward "$target" ":$port" >"$log" 2>&1 &
+  forward_pids+=($!)
+  fwd_port=""
+  for i in $(seq 1 150); do
+    fwd_port=$(grep -oE 'Forwarding from 127\.0\.0\.1:[0-9]+' "$log" | head -1 | grep -oE '[0-9]+$' || true)
+    [[ -z $fwd_port ]] || return 0
+    kill -0 "${forward_pids[-1]}" 2>/dev/null || break
+    sleep 0.2
+  done
+  echo "port-forward $ns/$target:$port did not start (try $i):" >&2
+  cat "$log" >&2
+  return 1
+}
+
+stop_forwards() {
+  local pid
+  for pid in "${forward_pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${forward_pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  forward_pids=()
+}
+
+# --- diagnostics and teardown ------------------------------------------------------------------
+
+distribution=""
+dist_ns=""
+region_names=()
+region_namespaces=()
+
+diagnostics() {
+  echo "=================== diagnostics ($provider) ==================="
+  k get nodes -o wide || true
+  k get distributions -A -o yaml || true
+  for ns in "$system_ns" "$dist_ns" "${region_namespaces[@]}" "$storage_ns"; do
+    [[ -n $ns ]] || continue
+    echo "--- namespace $ns"
+    k -n "$ns" get deployments,replicasets,pods,services,configmaps,secrets,pdb,jobs,leases -o wide || true
+  done
+  echo "--- operator logs"
+  k -n "$system_ns" logs -l app.kubernetes.io/name=kubefront --all-containers --tail=300 --prefix || true
+  k -n "$system_ns" logs -l app.kubernetes.io/name=kubefront --all-containers --tail=100 --prefix --previous || true
+  echo "--- operator pods"
+  k -n "$system_ns" describe pods -l app.kubernetes.io/name=kubefront || true
+  for ns in "${region_namespaces[@]}"; do
+    echo "--- edge pods in $ns"
+    k -n "$ns" describe pods -l app.kubernetes.io/managed-by=kubefront-operator | tail -60 || true
+    k -n "$ns" logs -l app.kubernetes.io/managed-by=kubefront-operator --all-containers --tail=100 --prefix || true
+  done
+  echo "--- MinIO / seed"
+  k -n "$storage_ns" logs job/minio-seed --all-containers --tail=50 --prefix || true
+  echo "--- events"
+  k get events -A --sort-by=.lastTimestamp | tail -120 || true
+  echo "=============================================================="
+}
+
+teardown() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_forwards
+  if ((rc != 0)); then
+    diagnostics >&2 || true
+    if [[ ${KUBEFRONT_E2E_KEEP:-} == 1 ]]; then
+      echo "KUBEFRONT_E2E_KEEP=1: leaving the objects in place" >&2
+      rm -rf "$work"
+      exit "$rc"
+    fi
+  fi
+  phase "teardown"
+  if [[ -n $distribution ]] && k -n "$dist_ns" get distribution "$distribution" >/dev/null 2>&1; then
+    k -n "$dist_ns" delete distribution "$distribution" --wait --timeout=60s ||
+      # The operator is gone or stuck: drop its finalizer so the namespace can go.
+      k -n "$dist_ns" patch distribution "$distribution" --type merge -p '{"metadata":{"finalizers":null}}' || true
+  fi
+  "$helm" uninstall "$release" -n "$system_ns" --wait --timeout 120s >/dev/null 2>&1 || true
+  local ns
+  for ns in "$dist_ns" "${region_namespaces[@]}" "$storage_ns" "$system_ns"; do
+    if [[ -n $ns && $ns != default ]]; then
+      k delete namespace "$ns" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    fi
+  done
+  k delete crd distributions.kubefront.io --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  rm -rf "$work"
+  if ((rc == 0)); then
+    phase "journey passed"
+  else
+    echo "=== [e2e/$provider +$(($(date +%s) - start))s] journey FAILED (exit $rc)" >&2
+  fi
+  exit "$rc"
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+# --- 0. preflight ------------------------------------------------------------------------------
+
+phase "preflight ($provider): $("$kubectl" version --client 2>/dev/null | head -1), $("$helm" version --short)"
+command -v curl >/dev/null || fail "curl is required"
+[[ -f $distribution_file ]] || fail "$distribution_file not found"
+k get --raw=/readyz >/dev/null || fail "API server not ready"
+node_ready() { k get nodes -o jsonpath='{.items[*].status.conditions[?(@.type=="Ready")].status}' | grep -q True; }
+wait_until "a Ready node" node_ready
+
+# Distribution facts come from the manifest itself, so the journey follows the example.
+distribution=$(k create --dry-run=client -f "$distribution_file" -o jsonpath='{.metadata.name}')
+dist_ns=$(k create --dry-run=client -f "$distribution_file" -o jsonpath='{.metadata.namespace}')
+dist_ns=${dist_ns:-kubefront-demo}
+read -r -a region_names <<<"$(k create --dry-run=client -f "$distribution_file" -o jsonpath='{.spec.regions[*].name}')"
+((${#region_names[@]} >= 2)) || fail "$distribution_file must name at least two regions (got ${region_names[*]:-none})"
+credentials_secret=$(k create --dry-run=client -f "$distribution_file" -o jsonpath='{.spec.origin.s3.credentialsSecretRef.name}')
+bucket=$(k create --dry-run=client -f "$distribution_file" -o jsonpath='{.spec.origin.s3.bucket}')
+remote_region=""
+remote_secret=""
+remote_key=""
+for i in "${!region_names[@]}"; do
+  r=${region_names[$i]}
+  ns=$(k create --dry-run=client -f "$distribution_file" -o jsonpath="{.spec.regions[$i].namespace}")
+  region_namespaces+=("${ns:-$dist_ns}")
+  secret=$(k create --dry-run=client -f "$distribution_file" -o jsonpath="{.spec.regions[$i].cluster.kubeconfigSecretRef.name}")
+  if [[ -n $secret ]]; then
+    remote_region=$r
+    remote_secret=$secret
+    remote_key=$(k create --dry-run=client -f "$distribution_file" -o jsonpath="{.spec.regions[$i].cluster.kubeconfigSecretRef.key}")
+    remote_ns=${ns:-$dist_ns}
+  fi
+done
+[[ -n $remote_region ]] || fail "$distribution_file has no region with cluster.kubeconfigSecretRef"
+[[ $bucket == assets ]] || fail "$distribution_file must use the bucket 'assets' seeded by examples/minio"
+[[ $remote_ns != "$dist_ns" ]] || fail "the kubeconfig region must use another namespace than $dist_ns"
+echo "distribution $dist_ns/$distribution, regions: ${region_names[*]} in ${region_namespaces[*]} (remote: $remote_region via secret $remote_secret)"
+
+# --- 1. helm install ---------------------------------------------------------------------------
+
+phase "helm install $release (operator $operator_image, edge $edge_image)"
+image_args() { # image_args PREFIX REF -> --set PREFIX.repository=... --set PREFIX.tag=...
+  local prefix=$1 ref=$2
+  [[ $ref == *:* && ${ref##*:} != */* ]] || fail "image $ref needs an explicit tag"
+  echo "--set=$prefix.repository=${ref%:*}"
+  echo "--set=$prefix.tag=${ref##*:}"
+}
+mapfile -t set_args < <(image_args image "$operator_image"; image_args edgeImage "$edge_image")
+"$helm" install "$release" charts/kubefront --namespace "$system_ns" --create-namespace \
+  "${set_args[@]}" --set image.pullPolicy=IfNotPresent --set logFormat=text \
+  --wait --timeout "${timeout}s"
+k wait --for condition=Established crd/distributions.kubefront.io --timeout="${timeout}s"
+k -n "$system_ns" rollout status deployment/"$release" --timeout="${timeout}s"
+k -n "$system_ns" wait pod -l app.kubernetes.io/name=kubefront --for condition=Ready --timeout="${timeout}s"
+# The operator runs as the chart says: non-root 65532 with the edge image it was given.
+uid=$(jsonpath "$system_ns" deployment/"$release" '{.spec.template.spec.containers[0].securityContext.runAsUser}')
+[[ $uid == 65532 ]] || fail "operator runAsUser is '$uid'"
+
+# --- 2. MinIO ----------------------------------------------------------------------------------
+
+phase "MinIO in namespace $storage_ns, seeded private bucket"
+minio_manifest="$work/minio.yaml"
+seed_manifest="$work/seed-job.yaml"
+cp examples/minio/minio.yaml "$minio_manifest"
+cp examples/minio/seed-job.yaml "$seed_manifest"
+[[ -z $minio_image ]] || sed -i "s#image: quay.io/minio/minio:.*#image: $minio_image#" "$minio_manifest"
+[[ -z $mc_image ]] || sed -i "s#image: quay.io/minio/mc:.*#image: $mc_image#" "$seed_manifest"
+k apply -f "$minio_manifest"
+k -n "$storage_ns" rollout status deployment/minio --timeout="${timeout}s"
+k apply -f "$seed_manifest"
+k -n "$storage_ns" wait job/minio-seed --for condition=Complete --timeout="${timeout}s"
+# Private: an anonymous GET is refused, so every edge answer below went through SigV4.
+forward "$storage_ns" svc/minio 9000
+anon=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$fwd_port/assets/hello.txt")
+[[ $anon == 403 ]] || fail "anonymous GET of the bucket returned $anon, want 403"
+stop_forwards
+
+# --- 3. the Distribution -----------------------------------------------------------------------
+
+phase "namespaces, origin credentials and the kubeconfig Secret for region $remote_region"
+for ns in "$dist_ns" "${region_namespaces[@]}"; do
+  k create namespace "$ns" --dry-run=client -o yaml | k apply -f - >/dev/null
+done
+access_key=$(jsonpath "$storage_ns" secret/minio-edge-user '{.data.accessKeyId}' | base64 -d)
+secret_key=$(jsonpath "$storage_ns" secret/minio-edge-user '{.data.secretAccessKey}' | base64 -d)
+k -n "$dist_ns" create secret generic "$credentials_secret" \
+  --from-literal=accessKeyId="$access_key" --from-literal=secretAccessKey="$secret_key" \
+  --dry-run=client -o yaml | k apply -f -
+
+# The "remote" cluster is this API server seen through a ServiceAccount that may only manage
+# edge objects in the remote region's namespace, as a real second cluster's kubeconfig would.
+sed "s/NAMESPACE/$remote_ns/g; s/SERVICE_ACCOUNT/$remote_sa/g" tests/e2e/manifests/remote-access.yaml | k apply -f -
+token=$(k -n "$remote_ns" create token "$remote_sa" --duration=2h)
+ca=$(jsonpath "$remote_ns" configmap/kube-root-ca.crt '{.data.ca\.crt}' | base64 | tr -d '\n')
+cat >"$work/remote.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+  - name: remote
+    cluster:
+      server: $remote_server
+      certificate-authority-data: $ca
+users:
+  - name: $remote_sa
+    user:
+      token: $token
+contexts:
+  - name: remote
+    context: {cluster: remote, user: $remote_sa, namespace: $remote_ns}
+current-context: remote
+EOF
+k -n "$dist_ns" create secret generic "$remote_secret" --from-file="${remote_key:-value}=$work/remote.kubeconfig" \
+  --dry-run=client -o yaml | k apply -f -
+
+phase "apply $distribution_file"
+k -n "$dist_ns" apply -f "$distribution_file"
+
+phase "edge pods Running in every region, Distribution Ready"
+for i in "${!region_names[@]}"; do
+  r=${region_names[$i]} ns=${region_namespaces[$i]} name="$distribution-${region_names[$i]}"
+  wait_until "deployment $ns/$name" k -n "$ns" get deployment "$name"
+  k -n "$ns" rollout status deployment/"$name" --timeout="${timeout}s"
+  labels="kubefront.io/distribution=$distribution,kubefront.io/region=$r"
+  wait_until "Running edge pods in $ns" pods_running "$ns" "$labels"
+  for kind in configmap service deployment; do
+    managed=$(jsonpath "$ns" "$kind/$name" '{.metadata.labels.app\.kubernetes\.io/managed-by}')
+    [[ $managed == kubefront-operator ]] || fail "$kind $ns/$name managed-by='$managed'"
+  done
+done
+k -n "$dist_ns" wait distribution/"$distribution" --for condition=Ready --timeout="${timeout}s"
+region_status() { # region_status REGION FIELD
+  jsonpath "$dist_ns" distribution/"$distribution" "{.status.regions[?(@.name==\"$1\")].$2}"
+}
+region_ready() {
+  local n
+  n=$(region_status "$1" readyReplicas)
+  [[ ${n:-0} =~ ^[0-9]+$ ]] && ((n >= 1))
+}
+for r in "${region_names[@]}"; do
+  wait_until "status of region $r: readyReplicas >= 1" region_ready "$r"
+  [[ -n $(region_status "$r" configHash) ]] || fail "region $r has no configHash in status"
+done
+generation=$(jsonpath "$dist_ns" distribution/"$distribution" '{.metadata.generation}')
+observed=$(jsonpath "$dist_ns" distribution/"$distribution" '{.status.observedGeneration}')
+[[ $generation == "$observed" ]] || fail "observedGeneration $observed != generation $generation"
+
+# --- 4. Miss -> Hit with one origin GET per region ---------------------------------------------
+
+# origin_gets NS LABELS: sets gets_total to the origin GET counter summed over a region's pods.
+gets_total=0
+origin_gets() {
+  local ns=$1 labels=$2 pod value
+  gets_total=0
+  for pod in $(k -n "$ns" get pods -l "$labels" --field-selector=status.phase=Running -o name); do
+    forward "$ns" "$pod" 9090
+    curl -sf "http://127.0.0.1:$fwd_port/metrics" >"$work/metrics" || fail "GET $pod:9090/metrics failed"
+    grep -q "^$origin_metric" "$work/metrics" || { cat "$work/metrics" >&2; fail "$pod exports no $origin_metric"; }
+    value=$(awk -v m="$origin_metric" '
+      $1 ~ "^"m"({|$)" && ($1 !~ /method=/ || $1 ~ /method="GET"/) { sum += $NF } END { printf "%d", sum }' "$work/metrics")
+    gets_total=$((gets_total + value))
+  done
+}
+
+phase "fetch through each region's edge Service: Miss then Hit, one origin GET"
+object=hello.txt
+expected_body=$(k -n "$storage_ns" get configmap minio-seed -o jsonpath='{.data.hello\.txt}')
+for i in "${!region_names[@]}"; do
+  r=${region_names[$i]} ns=${region_namespaces[$i]} name="$distribution-${region_names[$i]}"
+  labels="kubefront.io/distribution=$distribution,kubefront.io/region=$r"
+  svc_port=$(jsonpath "$ns" service/"$name" '{.spec.ports[0].port}')
+  origin_gets "$ns" "$labels"
+  before=$gets_total
+  forward "$ns" service/"$name" "$svc_port"
+  port=$fwd_port
+  for want in Miss Hit; do
+    curl -sS -D "$work/h" -o "$work/b" "http://127.0.0.1:$port/$object"
+    status=$(head -1 "$work/h" | awk '{print $2}')
+    xcache=$(grep -i '^x-cache:' "$work/h" | awk '{print $2}' | tr -d '\r')
+    [[ $status == 200 ]] || { cat "$work/h" "$work/b" >&2; fail "region $r: GET /$object -> $status"; }
+    [[ $xcache == "$want" ]] || { cat "$work/h" >&2; fail "region $r: X-Cache '$xcache', want $want"; }
+    [[ $(cat "$work/b") == "$expected_body" ]] || fail "region $r: body differs from the origin object"
+    grep -qi '^cache-status:' "$work/h" || fail "region $r: no Cache-Status header"
+    echo "region $r: GET /$object -> $status X-Cache: $xcache"
+  done
+  origin_gets "$ns" "$labels"
+  after=$gets_total
+  stop_forwards
+  (( after - before == 1 )) || fail "region $r: $((after - before)) origin GETs for Miss+Hit, want exactly 1 ($origin_metric)"
+  echo "region $r: exactly one origin GET ($before -> $after)"
+done
+
+# --- 5. TTL change rolls out -------------------------------------------------------------------
+
+phase "change defaultTTL: new config hash and a new ReplicaSet in every region"
+declare -A old_hash old_rs
+replicasets() { # replicasets NS LABELS: sorted RS names
+  k -n "$1" get replicasets -l "$2" -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' | sort
+}
+hash_changed() { # hash_changed REGION OLD_HASH
+  local h
+  h=$(region_status "$1" configHash)
+  [[ -n $h && $h != "$2" ]]
+}
+new_replicaset() { # new_replicaset NS LABELS OLD_NAMES: some RS is not among OLD_NAMES
+  replicasets "$1" "$2" | grep -vxF -e "${3:-<none>}" | grep -q .
+}
+for i in "${!region_names[@]}"; do
+  r=${region_names[$i]}
+  old_hash[$r]=$(region_status "$r" configHash)
+  old_rs[$r]=$(replicasets "${region_namespaces[$i]}" "kubefront.io/distribution=$distribution,kubefront.io/region=$r")
+done
+old_ttl=$(jsonpath "$dist_ns" distribution/"$distribution" '{.spec.cache.defaultTTL}')
+new_ttl=1h
+[[ $old_ttl != "$new_ttl" ]] || new_ttl=2h
+k -n "$dist_ns" patch distribution "$distribution" --type merge -p "{\"spec\":{\"cache\":{\"defaultTTL\":\"$new_ttl\"}}}"
+for i in "${!region_names[@]}"; do
+  r=${region_names[$i]} ns=${region_namespaces[$i]} name="$distribution-${region_names[$i]}"
+  labels="kubefront.io/distribution=$distribution,kubefront.io/region=$r"
+  wait_until "new configHash for region $r" hash_changed "$r" "${old_hash[$r]}"
+  wait_until "a new ReplicaSet for $ns/$name" new_replicaset "$ns" "$labels" "${old_rs[$r]}"
+  k -n "$ns" rollout status deployment/"$name" --timeout="${timeout}s"
+  echo "region $r: configHash ${old_hash[$r]} -> $(region_status "$r" configHash)"
+done
+k -n "$dist_ns" wait distribution/"$distribution" --for condition=Ready --timeout="${timeout}s"
+
+# --- 6. drift: a deleted edge Deployment comes back --------------------------------------------
+
+phase "delete each region's edge Deployment: the operator restores it"
+recreated() { # recreated NS KIND/NAME OLD_UID
+  local u
+  u=$(jsonpath "$1" "$2" '{.metadata.uid}')
+  [[ -n $u && $u != "$3" ]]
+}
+for i in "${!region_names[@]}"; do
+  r=${region_names[$i]} ns=${region_namespaces[$i]} name="$distribution-${region_names[$i]}"
+  old_uid=$(jsonpath "$ns" deployment/"$name" '{.metadata.uid}')
+  k -n "$ns" delete deployment "$name" --wait=true --timeout="${timeout}s"
+  wait_until "deployment $ns/$name recreated" recreated "$ns" "deployment/$name" "$old_uid"
+  k -n "$ns" rollout status deployment/"$name" --timeout="${timeout}s"
+  echo "region $r: deployment restored (uid $old_uid -> $(jsonpath "$ns" deployment/"$name" '{.metadata.uid}'))"
+done
+k -n "$dist_ns" wait distribution/"$distribution" --for condition=Ready --timeout="${timeout}s"
+
+# --- 7. delete the Distribution: every region cleaned up ---------------------------------------
+
+phase "delete the Distribution: every region cleaned up"
+k -n "$dist_ns" delete distribution "$distribution" --wait=true --timeout="${timeout}s"
+leftovers() { # leftovers NS: owned objects still present
+  k -n "$1" get deployments,replicasets,services,configmaps,secrets,poddisruptionbudgets \
+    -l "kubefront.io/distribution=$distribution" -o name
+  k -n "$1" get pods -l "kubefront.io/distribution=$distribution" -o name
+}
+no_leftovers() { [[ -z $(leftovers "$1") ]]; }
+for ns in "${region_namespaces[@]}"; do
+  wait_until "no objects of $distribution left in $ns" no_leftovers "$ns" || { leftovers "$ns" >&2; fail "cleanup of $ns"; }
+  echo "namespace $ns: clean"
+done
+distribution=""
+
+# --- 8. helm uninstall -------------------------------------------------------------------------
+
+phase "helm uninstall"
+"$helm" uninstall "$release" -n "$system_ns" --wait --timeout "${timeout}s"
+operator_gone() { ! k -n "$system_ns" get deployment "$release" >/dev/null 2>&1; }
+wait_until "operator Deployment gone" operator_gone

@@ -205,7 +205,28 @@ k get --raw=/readyz >/dev/null || fail "API server not ready"
 node_ready() { k get nodes -o jsonpath='{.items[*].status.conditions[?(@.type=="Ready")].status}' | grep -q True; }
 wait_until "a Ready node" node_ready
 
+# --- 1. helm install ---------------------------------------------------------------------------
+
+phase "helm install $release (operator $operator_image, edge $edge_image)"
+image_args() { # image_args PREFIX REF -> --set PREFIX.repository=... --set PREFIX.tag=...
+  local prefix=$1 ref=$2
+  [[ $ref == *:* && ${ref##*:} != */* ]] || fail "image $ref needs an explicit tag"
+  echo "--set=$prefix.repository=${ref%:*}"
+  echo "--set=$prefix.tag=${ref##*:}"
+}
+mapfile -t set_args < <(image_args image "$operator_image"; image_args edgeImage "$edge_image")
+"$helm" install "$release" charts/kubefront --namespace "$system_ns" --create-namespace \
+  "${set_args[@]}" --set image.pullPolicy=IfNotPresent --set logFormat=text \
+  --wait --timeout "${timeout}s"
+k wait --for condition=Established crd/distributions.kubefront.io --timeout="${timeout}s"
+k -n "$system_ns" rollout status deployment/"$release" --timeout="${timeout}s"
+k -n "$system_ns" wait pod -l app.kubernetes.io/name=kubefront --for condition=Ready --timeout="${timeout}s"
+# The operator runs as the chart says: non-root 65532 with the edge image it was given.
+uid=$(jsonpath "$system_ns" deployment/"$release" '{.spec.template.spec.containers[0].securityContext.runAsUser}')
+[[ $uid == 65532 ]] || fail "operator runAsUser is '$uid'"
+
 # Distribution facts come from the manifest itself, so the journey follows the example.
+# (Client-side parsing of a custom resource needs its CRD, hence only now.)
 distribution=$(k create --dry-run=client -f "$distribution_file" -o jsonpath='{.metadata.name}')
 dist_ns=$(k create --dry-run=client -f "$distribution_file" -o jsonpath='{.metadata.namespace}')
 dist_ns=${dist_ns:-kubefront-demo}
@@ -233,25 +254,6 @@ done
 [[ $remote_ns != "$dist_ns" ]] || fail "the kubeconfig region must use another namespace than $dist_ns"
 echo "distribution $dist_ns/$distribution, regions: ${region_names[*]} in ${region_namespaces[*]} (remote: $remote_region via secret $remote_secret)"
 
-# --- 1. helm install ---------------------------------------------------------------------------
-
-phase "helm install $release (operator $operator_image, edge $edge_image)"
-image_args() { # image_args PREFIX REF -> --set PREFIX.repository=... --set PREFIX.tag=...
-  local prefix=$1 ref=$2
-  [[ $ref == *:* && ${ref##*:} != */* ]] || fail "image $ref needs an explicit tag"
-  echo "--set=$prefix.repository=${ref%:*}"
-  echo "--set=$prefix.tag=${ref##*:}"
-}
-mapfile -t set_args < <(image_args image "$operator_image"; image_args edgeImage "$edge_image")
-"$helm" install "$release" charts/kubefront --namespace "$system_ns" --create-namespace \
-  "${set_args[@]}" --set image.pullPolicy=IfNotPresent --set logFormat=text \
-  --wait --timeout "${timeout}s"
-k wait --for condition=Established crd/distributions.kubefront.io --timeout="${timeout}s"
-k -n "$system_ns" rollout status deployment/"$release" --timeout="${timeout}s"
-k -n "$system_ns" wait pod -l app.kubernetes.io/name=kubefront --for condition=Ready --timeout="${timeout}s"
-# The operator runs as the chart says: non-root 65532 with the edge image it was given.
-uid=$(jsonpath "$system_ns" deployment/"$release" '{.spec.template.spec.containers[0].securityContext.runAsUser}')
-[[ $uid == 65532 ]] || fail "operator runAsUser is '$uid'"
 
 # --- 2. MinIO ----------------------------------------------------------------------------------
 
@@ -288,6 +290,7 @@ k -n "$dist_ns" create secret generic "$credentials_secret" \
 # edge objects in the remote region's namespace, as a real second cluster's kubeconfig would.
 sed "s/NAMESPACE/$remote_ns/g; s/SERVICE_ACCOUNT/$remote_sa/g" tests/e2e/manifests/remote-access.yaml | k apply -f -
 token=$(k -n "$remote_ns" create token "$remote_sa" --duration=2h)
+wait_until "configmap $remote_ns/kube-root-ca.crt" k -n "$remote_ns" get configmap kube-root-ca.crt
 ca=$(jsonpath "$remote_ns" configmap/kube-root-ca.crt '{.data.ca\.crt}' | base64 | tr -d '\n')
 cat >"$work/remote.kubeconfig" <<EOF
 apiVersion: v1
@@ -364,7 +367,10 @@ expected_body=$(k -n "$storage_ns" get configmap minio-seed -o jsonpath='{.data.
 for i in "${!region_names[@]}"; do
   r=${region_names[$i]} ns=${region_namespaces[$i]} name="$distribution-${region_names[$i]}"
   labels="kubefront.io/distribution=$distribution,kubefront.io/region=$r"
-  svc_port=$(jsonpath "$ns" service/"$name" '{.spec.ports[0].port}')
+  # The viewer port: named http or viewer, else the Service's first port.
+  svc_port=$(jsonpath "$ns" service/"$name" '{.spec.ports[?(@.name=="http")].port}')
+  [[ -n $svc_port ]] || svc_port=$(jsonpath "$ns" service/"$name" '{.spec.ports[?(@.name=="viewer")].port}')
+  [[ -n $svc_port ]] || svc_port=$(jsonpath "$ns" service/"$name" '{.spec.ports[0].port}')
   origin_gets "$ns" "$labels"
   before=$gets_total
   forward "$ns" service/"$name" "$svc_port"

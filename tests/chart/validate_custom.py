@@ -61,8 +61,12 @@ def load_crds(path):
         for version in spec["versions"]:
             api_version = f"{spec['group']}/{version['name']}"
             schema = to_jsonschema(version["schema"]["openAPIV3Schema"])
-            # metadata is validated by the API server's ObjectMeta rules, not the CRD schema.
-            schema.setdefault("properties", {})["metadata"] = {"type": "object"}
+            # apiVersion/kind/metadata are implicit in every CRD schema; ObjectMeta is validated
+            # by the API server's own rules.
+            props = schema.setdefault("properties", {})
+            props["apiVersion"] = {"type": "string", "const": api_version}
+            props["kind"] = {"type": "string", "const": spec["names"]["kind"]}
+            props["metadata"] = {"type": "object"}
             schemas[(api_version, spec["names"]["kind"])] = schema
     return schemas
 

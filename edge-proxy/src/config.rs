@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub mod security;
+pub use security::SecurityConfig;
+
 /// The only config format version this build understands. Bumped on breaking changes so an
 /// old proxy rejects a newer operator's config loudly instead of misreading it.
 pub const CONFIG_VERSION: &str = "kubefront.io/edge/v1";
@@ -36,6 +39,9 @@ pub struct EdgeConfig {
     pub behaviors: Vec<Behavior>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub custom_error_responses: Vec<CustomErrorResponse>,
+    /// Signed URLs/cookies, viewer limits and the response headers policy.
+    #[serde(default, skip_serializing_if = "SecurityConfig::is_default")]
+    pub security: SecurityConfig,
 }
 
 fn default_version() -> String {
@@ -249,7 +255,11 @@ pub struct Behavior {
     pub path_pattern: String,
     #[serde(default, rename = "minTTL", skip_serializing_if = "Option::is_none")]
     pub min_ttl: Option<Dur>,
-    #[serde(default, rename = "defaultTTL", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "defaultTTL",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_ttl: Option<Dur>,
     #[serde(default, rename = "maxTTL", skip_serializing_if = "Option::is_none")]
     pub max_ttl: Option<Dur>,
@@ -324,6 +334,7 @@ impl EdgeConfig {
             cache: CacheConfig::default(),
             behaviors: Vec::new(),
             custom_error_responses: Vec::new(),
+            security: SecurityConfig::default(),
         }
     }
 
@@ -359,7 +370,10 @@ impl EdgeConfig {
         if self.version != CONFIG_VERSION {
             return Err(ConfigError::new(
                 "version",
-                format!("unsupported version {:?}, expected {CONFIG_VERSION:?}", self.version),
+                format!(
+                    "unsupported version {:?}, expected {CONFIG_VERSION:?}",
+                    self.version
+                ),
             ));
         }
         validate_socket_addr("server.listen", &self.server.listen)?;
@@ -380,6 +394,7 @@ impl EdgeConfig {
         for (i, e) in self.custom_error_responses.iter().enumerate() {
             e.validate(&format!("customErrorResponses[{i}]"))?;
         }
+        self.security.validate()?;
         Ok(())
     }
 }
@@ -427,7 +442,10 @@ impl OriginConfig {
             ));
         }
         if self.max_attempts == 0 || self.max_attempts > 10 {
-            return Err(ConfigError::new("origin.maxAttempts", "must be within 1..=10"));
+            return Err(ConfigError::new(
+                "origin.maxAttempts",
+                "must be within 1..=10",
+            ));
         }
         for (name, d) in [
             ("connect", self.timeouts.connect),
@@ -448,9 +466,9 @@ impl OriginConfig {
 /// S3 bucket naming rules, relaxed to allow `_` which S3-compatible servers accept.
 pub fn is_valid_bucket_name(name: &str) -> bool {
     (3..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
         && name
             .bytes()
             .next()
@@ -460,7 +478,10 @@ pub fn is_valid_bucket_name(name: &str) -> bool {
 impl CacheConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.memory.0 == 0 {
-            return Err(ConfigError::new("cache.memory", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "cache.memory",
+                "must be greater than zero",
+            ));
         }
         if self.max_object_size.0 == 0 {
             return Err(ConfigError::new(
@@ -626,10 +647,7 @@ impl FromStr for Dur {
             }
             let n: u128 = rest[..digits].parse().map_err(|_| err())?;
             rest = &rest[digits..];
-            let unit_len = rest
-                .bytes()
-                .take_while(|b| b.is_ascii_alphabetic())
-                .count();
+            let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
             let nanos_per: u128 = match &rest[..unit_len] {
                 "ns" => 1,
                 "us" | "µs" => 1_000,
@@ -732,7 +750,12 @@ impl FromStr for ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
-        for (unit, size) in [("Ti", 1u64 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+        for (unit, size) in [
+            ("Ti", 1u64 << 40),
+            ("Gi", 1 << 30),
+            ("Mi", 1 << 20),
+            ("Ki", 1 << 10),
+        ] {
             if n >= size && n % size == 0 {
                 return write!(f, "{}{unit}", n / size);
             }
@@ -809,7 +832,10 @@ customErrorResponses:
         let cfg = EdgeConfig::from_yaml("origin: {s3: {bucket: assets}}").expect("parse");
         cfg.validate().expect("valid");
         assert_eq!(cfg, EdgeConfig::for_bucket("assets"));
-        assert_eq!(cfg.cache.key.query_strings, QueryStrings::Mode(QueryMode::None));
+        assert_eq!(
+            cfg.cache.key.query_strings,
+            QueryStrings::Mode(QueryMode::None)
+        );
     }
 
     #[test]
@@ -828,18 +854,51 @@ customErrorResponses:
     fn validation_names_the_field() {
         let cases: Vec<(&str, Box<dyn FnOnce(&mut EdgeConfig)>)> = vec![
             ("version", Box::new(|c| c.version = "v9".into())),
-            ("server.listen", Box::new(|c| c.server.listen = "nope".into())),
-            ("origin.s3.bucket", Box::new(|c| c.origin.s3.bucket = "A".into())),
-            ("origin.s3.endpoint", Box::new(|c| c.origin.s3.endpoint = Some("minio:9000".into()))),
-            ("origin.s3.prefix", Box::new(|c| c.origin.s3.prefix = "../x".into())),
-            ("origin.maxAttempts", Box::new(|c| c.origin.max_attempts = 0)),
-            ("origin.timeouts.total", Box::new(|c| c.origin.timeouts.total = Dur::ZERO)),
-            ("defaultRootObject", Box::new(|c| c.default_root_object = Some("/index.html".into()))),
+            (
+                "server.listen",
+                Box::new(|c| c.server.listen = "nope".into()),
+            ),
+            (
+                "origin.s3.bucket",
+                Box::new(|c| c.origin.s3.bucket = "A".into()),
+            ),
+            (
+                "origin.s3.endpoint",
+                Box::new(|c| c.origin.s3.endpoint = Some("minio:9000".into())),
+            ),
+            (
+                "origin.s3.prefix",
+                Box::new(|c| c.origin.s3.prefix = "../x".into()),
+            ),
+            (
+                "origin.maxAttempts",
+                Box::new(|c| c.origin.max_attempts = 0),
+            ),
+            (
+                "origin.timeouts.total",
+                Box::new(|c| c.origin.timeouts.total = Dur::ZERO),
+            ),
+            (
+                "defaultRootObject",
+                Box::new(|c| c.default_root_object = Some("/index.html".into())),
+            ),
             ("cache.memory", Box::new(|c| c.cache.memory = ByteSize(0))),
-            ("cache.maxObjectSize", Box::new(|c| c.cache.max_object_size = ByteSize(1 << 40))),
-            ("cache.minTTL", Box::new(|c| c.cache.min_ttl = Dur::secs(999_999))),
-            ("cache.defaultTTL", Box::new(|c| c.cache.max_ttl = Dur::secs(1))),
-            ("cache.key.headers[0]", Box::new(|c| c.cache.key.headers = vec!["bad header".into()])),
+            (
+                "cache.maxObjectSize",
+                Box::new(|c| c.cache.max_object_size = ByteSize(1 << 40)),
+            ),
+            (
+                "cache.minTTL",
+                Box::new(|c| c.cache.min_ttl = Dur::secs(999_999)),
+            ),
+            (
+                "cache.defaultTTL",
+                Box::new(|c| c.cache.max_ttl = Dur::secs(1)),
+            ),
+            (
+                "cache.key.headers[0]",
+                Box::new(|c| c.cache.key.headers = vec!["bad header".into()]),
+            ),
             (
                 "behaviors[0].pathPattern",
                 Box::new(|c| {
@@ -894,8 +953,20 @@ customErrorResponses:
         for (s, secs) in ok {
             assert_eq!(s.parse::<Dur>().expect(s), Dur::secs(secs), "{s}");
         }
-        assert_eq!("500ms".parse::<Dur>().expect("ms").0, Duration::from_millis(500));
-        for bad in ["", "s", "10", "-1s", "1w", "1.5h", "10 s", "99999999999999999999s"] {
+        assert_eq!(
+            "500ms".parse::<Dur>().expect("ms").0,
+            Duration::from_millis(500)
+        );
+        for bad in [
+            "",
+            "s",
+            "10",
+            "-1s",
+            "1w",
+            "1.5h",
+            "10 s",
+            "99999999999999999999s",
+        ] {
             assert!(bad.parse::<Dur>().is_err(), "{bad:?} should fail");
         }
     }

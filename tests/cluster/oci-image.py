@@ -153,7 +153,7 @@ def main() -> int:
                 layer.add_host_file(os.path.realpath(lib), lib, 0o755)
 
     diff = layer.tar_bytes()
-    compressed = gzip.compress(diff, mtime=0)
+    compressed = gzip.compress(diff, compresslevel=int(os.environ.get("OCI_IMAGE_GZIP_LEVEL", "1")), mtime=0)
     blobs: dict[str, bytes] = {}
     layer_desc = blob(blobs, compressed, "application/vnd.oci.image.layer.v1.tar+gzip")
 

@@ -24,7 +24,7 @@ phase() { echo "=== [local +$(($(date +%s) - start))s] $*"; }
 
 phase "tools: tests/cluster/install-tools + build (cached)"
 tests/cluster/install-tools
-tests/cluster/build k8s containerd coredns pause minio mc
+tests/cluster/build   # every component, each skipped while its stamp is current
 
 phase "cargo build --profile $profile --locked -p kubefront-operator -p kubefront-edge"
 nice -n 10 cargo build --profile "$profile" --locked -j 2 -p kubefront-operator -p kubefront-edge

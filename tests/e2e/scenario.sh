@@ -226,26 +226,32 @@ uid=$(jsonpath "$system_ns" deployment/"$release" '{.spec.template.spec.containe
 [[ $uid == 65532 ]] || fail "operator runAsUser is '$uid'"
 
 # Distribution facts come from the manifest itself, so the journey follows the example.
-# (Client-side parsing of a custom resource needs its CRD, hence only now.)
-distribution=$(k create --dry-run=client -f "$distribution_file" -o jsonpath='{.metadata.name}')
-dist_ns=$(k create --dry-run=client -f "$distribution_file" -o jsonpath='{.metadata.namespace}')
+# (Client-side parsing of a custom resource needs its CRD, hence only now.) The file may hold
+# more documents (the example carries its credentials Secret): take the Distribution's.
+dist_doc="$work/distribution-only.yaml"
+awk '/^---/ { if (index("\n" doc, "\nkind: Distribution\n")) { printf "%s", doc; found = 1; exit } doc = ""; next }
+  { doc = doc $0 "\n" }
+  END { if (!found && index("\n" doc, "\nkind: Distribution\n")) printf "%s", doc }' "$distribution_file" >"$dist_doc"
+[[ -s $dist_doc ]] || fail "$distribution_file has no Distribution"
+distribution=$(k create --dry-run=client -f "$dist_doc" -o jsonpath='{.metadata.name}')
+dist_ns=$(k create --dry-run=client -f "$dist_doc" -o jsonpath='{.metadata.namespace}')
 dist_ns=${dist_ns:-kubefront-demo}
-read -r -a region_names <<<"$(k create --dry-run=client -f "$distribution_file" -o jsonpath='{.spec.regions[*].name}')"
+read -r -a region_names <<<"$(k create --dry-run=client -f "$dist_doc" -o jsonpath='{.spec.regions[*].name}')"
 ((${#region_names[@]} >= 2)) || fail "$distribution_file must name at least two regions (got ${region_names[*]:-none})"
-credentials_secret=$(k create --dry-run=client -f "$distribution_file" -o jsonpath='{.spec.origin.s3.credentialsSecretRef.name}')
-bucket=$(k create --dry-run=client -f "$distribution_file" -o jsonpath='{.spec.origin.s3.bucket}')
+credentials_secret=$(k create --dry-run=client -f "$dist_doc" -o jsonpath='{.spec.origin.s3.credentialsSecretRef.name}')
+bucket=$(k create --dry-run=client -f "$dist_doc" -o jsonpath='{.spec.origin.s3.bucket}')
 remote_region=""
 remote_secret=""
 remote_key=""
 for i in "${!region_names[@]}"; do
   r=${region_names[$i]}
-  ns=$(k create --dry-run=client -f "$distribution_file" -o jsonpath="{.spec.regions[$i].namespace}")
+  ns=$(k create --dry-run=client -f "$dist_doc" -o jsonpath="{.spec.regions[$i].namespace}")
   region_namespaces+=("${ns:-$dist_ns}")
-  secret=$(k create --dry-run=client -f "$distribution_file" -o jsonpath="{.spec.regions[$i].cluster.kubeconfigSecretRef.name}")
+  secret=$(k create --dry-run=client -f "$dist_doc" -o jsonpath="{.spec.regions[$i].cluster.kubeconfigSecretRef.name}")
   if [[ -n $secret ]]; then
     remote_region=$r
     remote_secret=$secret
-    remote_key=$(k create --dry-run=client -f "$distribution_file" -o jsonpath="{.spec.regions[$i].cluster.kubeconfigSecretRef.key}")
+    remote_key=$(k create --dry-run=client -f "$dist_doc" -o jsonpath="{.spec.regions[$i].cluster.kubeconfigSecretRef.key}")
     remote_ns=${ns:-$dist_ns}
   fi
 done

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared settings for the tests/cluster scripts (sourced, not executed).
 # Every path is overridable by environment so CI and developers can relocate caches and state.
 

@@ -341,21 +341,40 @@ impl S3Server {
                 client,
             });
         }
-        client
-            .create_bucket()
-            .bucket(&name)
-            .send()
-            .await
-            .map_err(|e| s3_err("CreateBucket", e))?;
         if let (Some(bin), Some(cfg)) = (&self.garage_bin, &self.garage_config) {
-            process::run(Command::new(bin).arg("-c").arg(cfg).args([
+            // Buckets made through Garage's S3 API are visible only to their creator's key:
+            // create a global one with the CLI and grant the admin and edge keys.
+            let garage = |args: &[&str]| {
+                let mut c = Command::new(bin);
+                c.arg("-c").arg(cfg).args(args);
+                process::run(&mut c)
+            };
+            garage(&["bucket", "create", &name])?;
+            garage(&[
+                "bucket",
+                "allow",
+                "--read",
+                "--write",
+                "--owner",
+                &name,
+                "--key",
+                &self.admin.access_key,
+            ])?;
+            garage(&[
                 "bucket",
                 "allow",
                 "--read",
                 &name,
                 "--key",
                 "kubefront-edge",
-            ]))?;
+            ])?;
+        } else {
+            client
+                .create_bucket()
+                .bucket(&name)
+                .send()
+                .await
+                .map_err(|e| s3_err("CreateBucket", e))?;
         }
         Ok(Bucket {
             name,

@@ -188,6 +188,36 @@ impl Scenario {
         }
     }
 
+    /// GET with `target` sent byte-for-byte (no client-side normalisation of `..`, `%2e`…);
+    /// returns status and body. Reads until the server closes (`Connection: close`).
+    pub async fn raw_get(&self, target: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(self.edge.viewer)
+            .await
+            .expect("connect to the viewer port");
+        let req = format!(
+            "GET {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.edge.viewer
+        );
+        conn.write_all(req.as_bytes()).await.expect("send request");
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut raw))
+            .await
+            .expect("reply within 30 s")
+            .expect("read reply");
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
     /// POST /invalidate on the admin port with `token` (None = no Authorization header).
     pub async fn invalidate(&self, paths: &[&str], token: Option<&str>) -> Reply {
         let body = serde_json::json!({ "paths": paths }).to_string();

@@ -1,0 +1,384 @@
+//! The edge against origin trouble and load: stale-if-error with the origin down, 502/504,
+//! request collapsing counted at the origin, a 64 MiB stream-through, config reload, SIGTERM.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kubefront_edge::config::{ByteSize, Dur};
+use kubefront_tests::{pseudo_random_bytes, sha256_hex, ObjectMeta, Scenario};
+
+#[tokio::test]
+async fn stale_content_is_served_when_the_origin_is_down() {
+    let Some(s) = Scenario::start("stale-if-error", |c| {
+        c.cache.stale_if_error = Dur::secs(3600);
+    })
+    .await
+    else {
+        return;
+    };
+    s.bucket
+        .put(
+            "/s.txt",
+            "stale but useful",
+            ObjectMeta::cache_control("max-age=1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.get("/s.txt").await.x_cache(), "Miss");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    s.relay.stop();
+
+    let r = s.get("/s.txt").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "stale but useful");
+    assert_eq!(r.x_cache(), "Hit", "{}", r.cache_status());
+    assert!(
+        r.cache_status().contains("stale-if-error"),
+        "{}",
+        r.cache_status()
+    );
+
+    let cold = s.get("/never-fetched.txt").await;
+    assert_eq!(cold.status, 502, "{}", cold.text());
+    assert_eq!(cold.x_cache(), "Error");
+    let m = s.edge.metrics().await.unwrap();
+    assert!(
+        m.sum("kubefront_edge_origin_errors_total", &[]) >= 1.0,
+        "{}",
+        m.text
+    );
+
+    // Back up: the stale entry is refreshed from the origin again.
+    s.relay.resume().await.unwrap();
+    let back = s.get("/s.txt").await;
+    assert_eq!(back.status, 200);
+    assert_ne!(back.cache_status(), r.cache_status());
+}
+
+#[tokio::test]
+async fn without_stale_if_error_an_expired_entry_fails_with_502() {
+    let Some(s) = Scenario::start("no-stale", |c| {
+        c.cache.stale_if_error = Dur::ZERO;
+    })
+    .await
+    else {
+        return;
+    };
+    s.bucket
+        .put("/e.txt", "expired", ObjectMeta::cache_control("max-age=1"))
+        .await
+        .unwrap();
+    assert_eq!(s.get("/e.txt").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    s.relay.stop();
+    let r = s.get("/e.txt").await;
+    assert_eq!(r.status, 502, "{} {}", r.cache_status(), r.text());
+}
+
+#[tokio::test]
+async fn a_hanging_origin_gives_504_within_the_first_byte_timeout() {
+    let Some(s) = Scenario::start("hang", |c| {
+        c.origin.timeouts.first_byte = Dur::secs(1);
+        c.origin.max_attempts = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    s.relay.hang().await.unwrap();
+    let started = Instant::now();
+    let r = s.get("/slow.txt").await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 504, "{} {}", r.cache_status(), r.text());
+    assert_eq!(r.x_cache(), "Error");
+    assert!(took < Duration::from_secs(8), "504 took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_cold_requests_make_one_origin_get() {
+    let Some(s) = Scenario::start("collapse", |_| {}).await else {
+        return;
+    };
+    let body = pseudo_random_bytes(1024 * 1024, 42);
+    let want = sha256_hex(&body);
+    s.bucket
+        .put("/hot.bin", body, ObjectMeta::cache_control("max-age=600"))
+        .await
+        .unwrap();
+    let before = s.edge.metrics().await.unwrap();
+    let s = Arc::new(s);
+    // Open the connections first so the requests really arrive together.
+    let barrier = Arc::new(tokio::sync::Barrier::new(200));
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let s = s.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = kubefront_tests::scenario::http_client();
+            let _ = client.get(s.edge.admin_url("/healthz")).send().await;
+            let viewer_client = client.clone();
+            barrier.wait().await;
+            let started = Instant::now();
+            let r = viewer_client
+                .get(s.edge.url("/hot.bin"))
+                .send()
+                .await
+                .expect("GET /hot.bin");
+            let status = r.status().as_u16();
+            let x_cache = r
+                .headers()
+                .get("x-cache")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let bytes = r.bytes().await.expect("body");
+            (status, x_cache, sha256_hex(&bytes), started.elapsed())
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut misses = 0;
+    for t in tasks {
+        let (status, x_cache, sha, took) = t.await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(sha, want, "every waiter gets the same, complete body");
+        if x_cache == "Miss" {
+            misses += 1;
+        }
+        latencies.push(took);
+    }
+    latencies.sort();
+    eprintln!(
+        "collapse: 200 cold requests, {misses} Miss, p50 {:?}, p99 {:?}, max {:?}",
+        latencies[100], latencies[197], latencies[199]
+    );
+    assert_eq!(
+        s.origin_gets("/hot.bin"),
+        1,
+        "origin GETs for the hot key: {:#?}",
+        s.relay.requests_for(&s.origin_path("/hot.bin"))
+    );
+    assert_eq!(s.relay.parse_failures(), 0);
+    let after = s.edge.metrics().await.unwrap();
+    let origin_ok = |m: &kubefront_tests::Metrics| {
+        m.sum("kubefront_edge_origin_requests_total", &[("outcome", "ok")])
+    };
+    assert_eq!(
+        origin_ok(&after) - origin_ok(&before),
+        1.0,
+        "{}",
+        after.text
+    );
+    let served = |m: &kubefront_tests::Metrics| m.sum("kubefront_edge_requests_total", &[]);
+    assert_eq!(served(&after) - served(&before), 200.0, "{}", after.text);
+    assert!(
+        after.sum("kubefront_edge_collapsed_requests_total", &[]) >= 1.0,
+        "some of 200 simultaneous misses must have waited:\n{}",
+        after.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_64_mib_object_streams_through_without_being_buffered() {
+    let Some(s) = Scenario::start("large", |c| {
+        c.cache.max_object_size = ByteSize(8 * 1024 * 1024);
+        c.cache.memory = ByteSize(32 * 1024 * 1024);
+    })
+    .await
+    else {
+        return;
+    };
+    let size = 64 * 1024 * 1024;
+    let body = pseudo_random_bytes(size, 64);
+    let want = sha256_hex(&body);
+    s.bucket
+        .put(
+            "/large.bin",
+            body,
+            ObjectMeta::content_type("application/octet-stream"),
+        )
+        .await
+        .unwrap();
+
+    for round in 0..2 {
+        let baseline = s.edge.rss_bytes();
+        let mut resp = s.http.get(s.edge.url("/large.bin")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers().get("x-cache").and_then(|v| v.to_str().ok()),
+            Some("Miss"),
+            "round {round}: too large to cache"
+        );
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        let mut received = 0usize;
+        let mut peak = baseline;
+        let mut paused = false;
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            sha2::Digest::update(&mut hasher, &chunk);
+            received += chunk.len();
+            peak = peak.max(s.edge.rss_bytes());
+            // A slow viewer: a proxy without backpressure would now read the rest into memory.
+            if !paused && received > 4 * 1024 * 1024 {
+                paused = true;
+                for _ in 0..20 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    peak = peak.max(s.edge.rss_bytes());
+                }
+            }
+        }
+        assert_eq!(received, size, "round {round}");
+        assert_eq!(
+            hex::encode(sha2::Digest::finalize(hasher)),
+            want,
+            "round {round}"
+        );
+        let growth = peak.saturating_sub(baseline);
+        eprintln!(
+            "large: round {round} baseline RSS {} MiB, peak {} MiB",
+            baseline >> 20,
+            peak >> 20
+        );
+        assert!(
+            growth < 32 * 1024 * 1024,
+            "round {round}: RSS grew by {} MiB while streaming 64 MiB",
+            growth >> 20
+        );
+    }
+    assert_eq!(s.origin_gets("/large.bin"), 2, "never cached");
+}
+
+#[tokio::test]
+async fn a_changed_config_file_is_reloaded_and_keeps_the_cache() {
+    let Some(mut s) = Scenario::start("reload", |c| {
+        c.cache.default_ttl = Dur::secs(3600);
+    })
+    .await
+    else {
+        return;
+    };
+    s.bucket
+        .put("/r.txt", "from bucket one", ObjectMeta::default())
+        .await
+        .unwrap();
+    assert_eq!(s.get("/r.txt").await.x_cache(), "Miss");
+    assert_eq!(s.get("/r.txt").await.x_cache(), "Hit");
+    let reloads = |m: &kubefront_tests::Metrics| {
+        m.sum(
+            "kubefront_edge_config_reloads_total",
+            &[("result", "applied")],
+        )
+    };
+    let before = reloads(&s.edge.metrics().await.unwrap());
+
+    // Same origin, different TTL: the entry survives.
+    let mut cfg = s.config.clone();
+    cfg.cache.default_ttl = Dur::secs(1);
+    s.edge.rewrite_config(&cfg).unwrap();
+    wait_for_reloads(&s, before + 1.0).await;
+    let r = s.get("/r.txt").await;
+    assert_eq!(
+        r.x_cache(),
+        "Hit",
+        "reload with the same origin keeps the cache"
+    );
+    assert_eq!(s.origin_gets("/r.txt"), 1);
+    // The new default TTL (1 s) applies to new entries.
+    s.bucket
+        .put("/new.txt", "new", ObjectMeta::default())
+        .await
+        .unwrap();
+    assert_eq!(s.get("/new.txt").await.x_cache(), "Miss");
+    assert_eq!(s.get("/new.txt").await.x_cache(), "Hit");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_ne!(
+        s.get("/new.txt").await.x_cache(),
+        "Hit",
+        "the reloaded 1 s default TTL must have expired the new entry"
+    );
+
+    // An invalid file is rejected and the old config keeps serving.
+    std::fs::write(&s.edge.config_path, "origin: [not, a, config]\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    s.edge
+        .check_alive()
+        .expect("edge survives an invalid config file");
+    assert_eq!(s.get("/r.txt").await.x_cache(), "Hit");
+
+    // Another origin: the cache is flushed and content comes from the new bucket.
+    let other = s.server.bucket("reload-other").await.unwrap();
+    other
+        .put("/r.txt", "from bucket two", ObjectMeta::default())
+        .await
+        .unwrap();
+    let mut cfg2 = cfg.clone();
+    cfg2.origin.s3.bucket = other.name.clone();
+    cfg2.origin.s3.prefix = other.prefix.clone();
+    let applied = reloads(&s.edge.metrics().await.unwrap());
+    s.edge.rewrite_config(&cfg2).unwrap();
+    wait_for_reloads(&s, applied + 1.0).await;
+    let r = s.get("/r.txt").await;
+    assert_eq!(r.text(), "from bucket two");
+    assert_eq!(r.x_cache(), "Miss");
+}
+
+async fn wait_for_reloads(s: &Scenario, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let m = s.edge.metrics().await.unwrap();
+        if m.sum(
+            "kubefront_edge_config_reloads_total",
+            &[("result", "applied")],
+        ) >= want
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "config not reloaded within 15 s:\n{}\n{}",
+            m.text,
+            s.edge.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_an_in_flight_response_and_exits_zero() {
+    let Some(mut s) = Scenario::start("sigterm", |c| {
+        c.cache.max_object_size = ByteSize(1024 * 1024);
+    })
+    .await
+    else {
+        return;
+    };
+    let size = 16 * 1024 * 1024;
+    let body = pseudo_random_bytes(size, 9);
+    let want = sha256_hex(&body);
+    s.bucket
+        .put("/drain.bin", body, ObjectMeta::default())
+        .await
+        .unwrap();
+    let mut resp = s.http.get(s.edge.url("/drain.bin")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let first = resp.chunk().await.unwrap().expect("first chunk");
+    let pid = s.edge.pid();
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGTERM);
+    }
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    sha2::Digest::update(&mut hasher, &first);
+    let mut received = first.len();
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        sha2::Digest::update(&mut hasher, &chunk);
+        received += chunk.len();
+    }
+    assert_eq!(received, size, "the in-flight response completes");
+    assert_eq!(hex::encode(sha2::Digest::finalize(hasher)), want);
+    let status = s
+        .edge
+        .terminate(Duration::from_secs(10))
+        .expect("edge exits after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    // New connections are refused after shutdown.
+    assert!(s.http.get(s.edge.url("/drain.bin")).send().await.is_err());
+}

@@ -10,6 +10,8 @@
 #   KUBEFRONT_E2E_REUSE_CLUSTER=1   use a cluster that is already up and leave it running
 #   KUBEFRONT_E2E_TAG               tag of the packed images [e2e]
 #   KUBEFRONT_E2E_CARGO_PROFILE     cargo profile of the binaries [release]
+#   KUBEFRONT_E2E_BIN_DIR           take kubefront-operator and kubefront-edge from this directory
+#                                   instead of building them (e.g. CI artifacts)
 #   plus tests/cluster/* variables (KUBEFRONT_CLUSTER_DIR, ports, …) and scenario.sh's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,11 +28,19 @@ phase "tools: tests/cluster/install-tools + build (cached)"
 tests/cluster/install-tools
 tests/cluster/build   # every component, each skipped while its stamp is current
 
-phase "cargo build --profile $profile --locked -p kubefront-operator -p kubefront-edge"
-nice -n 10 cargo build --profile "$profile" --locked -j 2 -p kubefront-operator -p kubefront-edge
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-out_dir="$target_dir/$profile"
-[[ $profile != dev ]] || out_dir="$target_dir/debug"
+if [[ -n ${KUBEFRONT_E2E_BIN_DIR:-} ]]; then
+  out_dir=$KUBEFRONT_E2E_BIN_DIR
+  phase "binaries from $out_dir"
+else
+  phase "cargo build --profile $profile --locked -p kubefront-operator -p kubefront-edge"
+  nice -n 10 cargo build --profile "$profile" --locked -j 2 -p kubefront-operator -p kubefront-edge
+  target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  out_dir="$target_dir/$profile"
+  [[ $profile != dev ]] || out_dir="$target_dir/debug"
+fi
+for b in kubefront-operator kubefront-edge; do
+  [[ -x $out_dir/$b ]] || { echo "$out_dir/$b missing" >&2; exit 1; }
+done
 
 started=0
 cleanup() {

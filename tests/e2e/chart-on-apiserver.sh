@@ -9,15 +9,15 @@
 #     needs is allowed, neighbouring verbs/namespaces are not;
 #   - `helm uninstall` removes the release's objects.
 # Runs its own control plane in $KUBEFRONT_CLUSTER_DIR (default /tmp/kubefront-chart-cp) on
-# ports 16443/12379/12380; refuses to run while a node is up (tests/cluster/down would clear that
+# ports 26443/23379/23380 (override: KUBEFRONT_CHART_{APISERVER,ETCD,ETCD_PEER}_PORT); refuses to run while a node is up (tests/cluster/down would clear that
 # node's pod cgroups). Must run as root (tests/cluster/up).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export KUBEFRONT_CACHE="${KUBEFRONT_CACHE:-$HOME/.cache/kubefront}"
 export KUBEFRONT_CLUSTER_DIR="${KUBEFRONT_CHART_CLUSTER_DIR:-/tmp/kubefront-chart-cp}"
-export KUBEFRONT_APISERVER_PORT="${KUBEFRONT_CHART_APISERVER_PORT:-16443}"
-export KUBEFRONT_ETCD_PORT="${KUBEFRONT_CHART_ETCD_PORT:-12379}"
-export KUBEFRONT_ETCD_PEER_PORT="${KUBEFRONT_CHART_ETCD_PEER_PORT:-12380}"
+export KUBEFRONT_APISERVER_PORT="${KUBEFRONT_CHART_APISERVER_PORT:-26443}"
+export KUBEFRONT_ETCD_PORT="${KUBEFRONT_CHART_ETCD_PORT:-23379}"
+export KUBEFRONT_ETCD_PEER_PORT="${KUBEFRONT_CHART_ETCD_PEER_PORT:-23380}"
 chart="${KUBEFRONT_CHART_DIR:-charts/kubefront}"
 helm="$KUBEFRONT_CACHE/bin/helm"
 kubectl="$KUBEFRONT_CACHE/bin/kubectl"

@@ -1,0 +1,16 @@
+//! kubefront operator: reconciles `Distribution`s into edge deployments in every region.
+
+pub mod crd;
+pub mod lease;
+pub mod metrics;
+pub mod reconcile;
+pub mod regions;
+pub mod render;
+pub mod status;
+pub mod telemetry;
+
+#[doc(hidden)]
+pub mod fixtures;
+
+#[cfg(test)]
+mod scenarios;

@@ -1,0 +1,301 @@
+//! `kubefront-operator run` (the controller) and `kubefront-operator crd` (prints the CRD).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{watcher, Controller};
+use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
+
+use kubefront_operator::crd::{crd_yaml, Distribution};
+use kubefront_operator::lease::LeaderElector;
+use kubefront_operator::metrics::Metrics;
+use kubefront_operator::reconcile::{self, Context, RemoteWatches};
+use kubefront_operator::regions::{KubeconfigClientFactory, Regions};
+use kubefront_operator::render::MANAGED_SELECTOR;
+use kubefront_operator::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "kubefront-operator",
+    version,
+    about = "kubefront control plane"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller against the current kubeconfig / in-cluster config.
+    Run(RunArgs),
+    /// Print the Distribution CRD as YAML.
+    Crd,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Edge proxy image the Deployments run.
+    #[arg(long, env = "KUBEFRONT_EDGE_IMAGE", default_value = concat!("kubefront/edge:", env!("CARGO_PKG_VERSION")))]
+    edge_image: String,
+    /// Address serving /metrics, /healthz and /readyz.
+    #[arg(long, env = "KUBEFRONT_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Only reconcile while holding the `kubefront-operator` Lease.
+    #[arg(long, env = "KUBEFRONT_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    leader_election: bool,
+    /// Namespace of the Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Only watch Distributions in this namespace (default: all).
+    #[arg(long, env = "KUBEFRONT_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    #[arg(long, env = "KUBEFRONT_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Crd => {
+            print!("{}", crd_yaml()?);
+            Ok(())
+        }
+        Command::Run(args) => run(args).await,
+    }
+}
+
+#[derive(Clone)]
+struct HttpState {
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+}
+
+async fn serve_http(
+    addr: SocketAddr,
+    state: HttpState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<HttpState>| async move {
+                (
+                    [(
+                        "content-type",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    s.metrics.encode(),
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(s): State<HttpState>| async move {
+                if s.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "starting")
+                }
+            }),
+        )
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    tracing::info!(%addr, "serving /metrics /healthz /readyz");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+    token.cancel();
+}
+
+fn pod_identity() -> String {
+    std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("kubefront-operator-{}", std::process::id()))
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format);
+    let client = Client::try_default()
+        .await
+        .context("building Kubernetes client")?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_signal(shutdown.clone()));
+    let http = tokio::spawn(serve_http(
+        args.metrics_addr,
+        HttpState {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        },
+        shutdown.clone(),
+    ));
+
+    let identity = pod_identity();
+    let elector = args.leader_election.then(|| {
+        LeaderElector::new(
+            client.clone(),
+            &args.lease_namespace,
+            identity.clone(),
+            Duration::from_secs(15),
+        )
+    });
+    // Up and answering; a standby replica is ready too (it only waits for the Lease).
+    ready.store(true, Ordering::Relaxed);
+    let lost_lease = CancellationToken::new();
+    if let Some(elector) = &elector {
+        tracing::info!(identity = elector.identity(), namespace = %args.lease_namespace, "waiting for leadership");
+        loop {
+            match elector.try_acquire().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "lease acquire failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+        tracing::info!("became leader");
+    }
+    let renewer = elector.map(|elector| {
+        let (shutdown, lost) = (shutdown.clone(), lost_lease.clone());
+        let elector = Arc::new(elector);
+        let handle = {
+            let elector = elector.clone();
+            tokio::spawn(async move {
+                let mut last_ok = tokio::time::Instant::now();
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                    match elector.try_acquire().await {
+                        Ok(true) => last_ok = tokio::time::Instant::now(),
+                        Ok(false) => {
+                            tracing::error!("lease taken over by another replica; stopping");
+                            lost.cancel();
+                            shutdown.cancel();
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lease renew failed");
+                            if last_ok.elapsed() > Duration::from_secs(12) {
+                                tracing::error!("could not renew the lease in time; stopping");
+                                lost.cancel();
+                                shutdown.cancel();
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        (elector, handle)
+    });
+
+    let dists: Api<Distribution> = match &args.watch_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "kubefront-operator".into(),
+            instance: Some(identity),
+        },
+    );
+    let (remote_watches, remote_triggers) = RemoteWatches::new();
+    let ctx = Arc::new(Context::new(
+        Regions::new(client.clone(), Arc::new(KubeconfigClientFactory)),
+        args.edge_image.clone(),
+        metrics.clone(),
+        Some(recorder),
+        Some(remote_watches),
+    ));
+    let owned = || watcher::Config::default().labels(MANAGED_SELECTOR);
+    tracing::info!(edge_image = %args.edge_image, namespace = ?args.watch_namespace, "starting controller");
+    Controller::new(dists, watcher::Config::default().any_semantic())
+        .watches(Api::<Deployment>::all(client.clone()), owned(), |o| {
+            reconcile::owner_of(&o)
+        })
+        .watches(Api::<Service>::all(client.clone()), owned(), |o| {
+            reconcile::owner_of(&o)
+        })
+        .watches(Api::<ConfigMap>::all(client.clone()), owned(), |o| {
+            reconcile::owner_of(&o)
+        })
+        .watches(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            owned(),
+            |o| reconcile::owner_of(&o),
+        )
+        .watches(Api::<Secret>::all(client.clone()), owned(), |o| {
+            reconcile::owner_of(&o)
+        })
+        .reconcile_on(remote_triggers)
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(distribution = %obj.name, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+    tracing::info!("controller stopped");
+    shutdown.cancel();
+    if let Some((elector, handle)) = renewer {
+        handle.abort();
+        if !lost_lease.is_cancelled() {
+            elector.release().await;
+        }
+    }
+    let _ = http.await;
+    if lost_lease.is_cancelled() {
+        anyhow::bail!("lost leadership");
+    }
+    Ok(())
+}

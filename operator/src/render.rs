@@ -1,0 +1,779 @@
+//! Pure rendering: a Distribution and one of its regions → the Kubernetes objects that run the
+//! edge cache there. No I/O, so it is snapshot-tested and benchmarked on its own.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service,
+    ServicePort, ServiceSpec as K8sServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::ByteString;
+use kube::Resource;
+use kubefront_edge::config::{
+    Behavior, ByteSize, CacheKeyConfig, CustomErrorResponse, Dur, EdgeConfig, QueryMode,
+    QueryStrings,
+};
+use sha2::{Digest, Sha256};
+
+use crate::crd::{
+    CacheKeySpec, Distribution, DistributionSpec, DurationString, QuantityString, QueryStringMode,
+    RegionSpec,
+};
+
+/// Field manager for every server-side apply.
+pub const FIELD_MANAGER: &str = "kubefront-operator";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_DISTRIBUTION: &str = "kubefront.io/distribution";
+/// Namespace of the owning Distribution: remote objects cannot carry an owner reference, so
+/// watch events are mapped back to their Distribution through this label.
+pub const LABEL_DISTRIBUTION_NAMESPACE: &str = "kubefront.io/distribution-namespace";
+pub const LABEL_REGION: &str = "kubefront.io/region";
+pub const ANNOTATION_CONFIG_HASH: &str = "kubefront.io/config-hash";
+pub const ANNOTATION_CREDENTIALS_HASH: &str = "kubefront.io/credentials-hash";
+/// Label selector matching everything this operator manages.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=kubefront-operator";
+/// Key of the edge config inside the ConfigMap (mounted at /etc/kubefront/edge.yaml).
+pub const CONFIG_KEY: &str = "edge.yaml";
+pub const CONFIG_DIR: &str = "/etc/kubefront";
+pub const VIEWER_PORT: i32 = 8080;
+pub const ADMIN_PORT: i32 = 9090;
+pub const SERVICE_PORT: i32 = 80;
+/// The distroless `nonroot` user both images run as.
+pub const RUN_AS_UID: i64 = 65532;
+/// Keys of the origin credentials Secret and the env vars they become.
+pub const CREDENTIAL_KEYS: [(&str, &str); 2] = [
+    ("accessKeyId", "AWS_ACCESS_KEY_ID"),
+    ("secretAccessKey", "AWS_SECRET_ACCESS_KEY"),
+];
+
+/// A spec value that cannot be rendered, naming the field (`spec.cache.minTTL`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct RenderError {
+    pub field: String,
+    pub message: String,
+}
+
+impl RenderError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything one region runs, in apply order (credentials and config before the Deployment).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionObjects {
+    pub secret: Option<Secret>,
+    pub config_map: ConfigMap,
+    pub service: Service,
+    pub pdb: PodDisruptionBudget,
+    pub deployment: Deployment,
+    /// Hash of the rendered edge config (also on the pod template).
+    pub config_hash: String,
+}
+
+/// What a region render needs besides the Distribution.
+pub struct RenderContext<'a> {
+    pub edge_image: &'a str,
+    /// Contents of the origin credentials Secret, when the spec names one.
+    pub credentials: Option<&'a BTreeMap<String, ByteString>>,
+}
+
+/// Name of every edge object of `region`.
+pub fn object_name(dist: &Distribution, region: &str) -> String {
+    format!(
+        "{}-{}",
+        dist.metadata.name.as_deref().unwrap_or_default(),
+        region
+    )
+}
+
+fn parse_dur(field: &str, v: &DurationString) -> Result<Dur, RenderError> {
+    v.0.parse()
+        .map_err(|e: kubefront_edge::config::ParseDurError| RenderError::new(field, e.to_string()))
+}
+
+fn parse_opt_dur(field: &str, v: &Option<DurationString>) -> Result<Option<Dur>, RenderError> {
+    v.as_ref().map(|d| parse_dur(field, d)).transpose()
+}
+
+fn parse_size(field: &str, v: &QuantityString) -> Result<ByteSize, RenderError> {
+    v.0.parse()
+        .map_err(|e: kubefront_edge::config::ParseSizeError| RenderError::new(field, e.to_string()))
+}
+
+fn cache_key(key: &CacheKeySpec) -> CacheKeyConfig {
+    let query_strings = if !key.query_string_allowlist.is_empty() {
+        QueryStrings::Allow(key.query_string_allowlist.clone())
+    } else {
+        match key.query_strings {
+            Some(QueryStringMode::All) => QueryStrings::Mode(QueryMode::All),
+            _ => QueryStrings::Mode(QueryMode::None),
+        }
+    };
+    CacheKeyConfig {
+        query_strings,
+        headers: key.headers.clone(),
+    }
+}
+
+/// Renders the spec into the edge proxy's own config type and validates it with the proxy's
+/// rules, so anything the schema could not check is caught here and reported in status.
+pub fn edge_config(spec: &DistributionSpec) -> Result<EdgeConfig, RenderError> {
+    let s3 = &spec.origin.s3;
+    let c = &spec.cache;
+    let mut cfg = EdgeConfig::for_bucket(s3.bucket.clone());
+    cfg.origin.s3.region = s3.region.clone();
+    cfg.origin.s3.endpoint = s3.endpoint.clone();
+    cfg.origin.s3.force_path_style = s3.force_path_style;
+    cfg.origin.s3.prefix = s3.prefix.clone();
+    cfg.default_root_object = spec.default_root_object.clone();
+    cfg.cache.memory = parse_size("spec.cache.memory", &c.memory)?;
+    cfg.cache.max_object_size = parse_size("spec.cache.maxObjectSize", &c.max_object_size)?;
+    cfg.cache.min_ttl = parse_dur("spec.cache.minTTL", &c.min_ttl)?;
+    cfg.cache.default_ttl = parse_dur("spec.cache.defaultTTL", &c.default_ttl)?;
+    cfg.cache.max_ttl = parse_dur("spec.cache.maxTTL", &c.max_ttl)?;
+    cfg.cache.stale_if_error = parse_dur("spec.cache.staleIfError", &c.stale_if_error)?;
+    cfg.cache.stale_while_revalidate =
+        parse_dur("spec.cache.staleWhileRevalidate", &c.stale_while_revalidate)?;
+    cfg.cache.negative_ttl = parse_dur("spec.cache.negativeTTL", &c.negative_ttl)?;
+    cfg.cache.key = cache_key(&c.key);
+    for (i, b) in spec.behaviors.iter().enumerate() {
+        let f = |n: &str| format!("spec.behaviors[{i}].{n}");
+        cfg.behaviors.push(Behavior {
+            path_pattern: b.path_pattern.clone(),
+            min_ttl: parse_opt_dur(&f("minTTL"), &b.min_ttl)?,
+            default_ttl: parse_opt_dur(&f("defaultTTL"), &b.default_ttl)?,
+            max_ttl: parse_opt_dur(&f("maxTTL"), &b.max_ttl)?,
+        });
+    }
+    for (i, e) in spec.custom_error_responses.iter().enumerate() {
+        let code = |field: &str, v: i32| {
+            u16::try_from(v).map_err(|_| {
+                RenderError::new(
+                    format!("spec.customErrorResponses[{i}].{field}"),
+                    format!("{v} is not an HTTP status code"),
+                )
+            })
+        };
+        cfg.custom_error_responses.push(CustomErrorResponse {
+            error_code: code("errorCode", e.error_code)?,
+            response_page_path: e.response_page_path.clone(),
+            response_code: e
+                .response_code
+                .map(|c| code("responseCode", c))
+                .transpose()?,
+            ttl: parse_opt_dur(&format!("spec.customErrorResponses[{i}].ttl"), &e.ttl)?,
+        });
+    }
+    cfg.validate()
+        .map_err(|e| RenderError::new(spec_field(&e.field), e.message))?;
+    Ok(cfg)
+}
+
+/// Maps an edge config field path to the Distribution field it came from.
+fn spec_field(edge_field: &str) -> String {
+    let f = edge_field.replace("cache.key.queryStrings", "cache.key.queryStringAllowlist");
+    format!("spec.{f}")
+}
+
+/// Short, stable hash of text (config or credentials) for pod-template annotations.
+pub fn content_hash(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Labels every object of the region carries (contract: managed-by, distribution, region).
+pub fn labels(dist: &Distribution, region: &str) -> BTreeMap<String, String> {
+    let mut l = selector_labels(dist, region);
+    l.insert(LABEL_MANAGED_BY.into(), FIELD_MANAGER.into());
+    l.insert("app.kubernetes.io/name".into(), "kubefront-edge".into());
+    l.insert(
+        "app.kubernetes.io/instance".into(),
+        object_name(dist, region),
+    );
+    l.insert(
+        LABEL_DISTRIBUTION_NAMESPACE.into(),
+        dist.metadata.namespace.clone().unwrap_or_default(),
+    );
+    l
+}
+
+fn selector_labels(dist: &Distribution, region: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            LABEL_DISTRIBUTION.to_string(),
+            dist.metadata.name.clone().unwrap_or_default(),
+        ),
+        (LABEL_REGION.to_string(), region.to_string()),
+    ])
+}
+
+/// Owner references are only valid within the owner's namespace and cluster; elsewhere the
+/// finalizer removes the objects.
+fn owner_refs(dist: &Distribution, region: &RegionSpec) -> Option<Vec<OwnerReference>> {
+    let same_ns =
+        dist.region_namespace(region) == dist.metadata.namespace.as_deref().unwrap_or("default");
+    if region.is_local() && same_ns {
+        dist.controller_owner_ref(&()).map(|r| vec![r])
+    } else {
+        None
+    }
+}
+
+fn meta(dist: &Distribution, region: &RegionSpec) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(object_name(dist, &region.name)),
+        namespace: Some(dist.region_namespace(region).to_string()),
+        labels: Some(labels(dist, &region.name)),
+        owner_references: owner_refs(dist, region),
+        ..Default::default()
+    }
+}
+
+/// Bytes as a Kubernetes quantity, in Mi when exact.
+fn bytes_quantity(n: u64) -> Quantity {
+    if n % (1 << 20) == 0 {
+        Quantity(format!("{}Mi", n >> 20))
+    } else {
+        Quantity(n.to_string())
+    }
+}
+
+/// Default resources: the cache's memory plus headroom for buffers and the runtime.
+fn default_resources(cache_memory: u64) -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity("100m".into())),
+            (
+                "memory".to_string(),
+                bytes_quantity(cache_memory + (128 << 20)),
+            ),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_string(),
+            bytes_quantity(cache_memory + (256 << 20)),
+        )])),
+        ..Default::default()
+    }
+}
+
+fn probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("admin".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Default::default()
+    }
+}
+
+/// Renders every object of one region.
+pub fn render_region(
+    dist: &Distribution,
+    region: &RegionSpec,
+    cfg: &EdgeConfig,
+    ctx: &RenderContext<'_>,
+) -> Result<RegionObjects, RenderError> {
+    let name = object_name(dist, &region.name);
+    let config_yaml = cfg.to_yaml();
+    let config_hash = content_hash(&[config_yaml.as_bytes()]);
+    let selector = selector_labels(dist, &region.name);
+
+    let config_map = ConfigMap {
+        metadata: meta(dist, region),
+        data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), config_yaml)])),
+        ..Default::default()
+    };
+
+    let mut pod_annotations =
+        BTreeMap::from([(ANNOTATION_CONFIG_HASH.to_string(), config_hash.clone())]);
+    let mut env = Vec::new();
+    let secret = match (&dist.spec.origin.s3.credentials_secret_ref, ctx.credentials) {
+        (None, _) => None,
+        (Some(r), None) => {
+            return Err(RenderError::new(
+                "spec.origin.s3.credentialsSecretRef",
+                format!("Secret {:?} was not found", r.name),
+            ))
+        }
+        (Some(r), Some(data)) => {
+            let mut mirrored = BTreeMap::new();
+            let mut hashed: Vec<&[u8]> = Vec::new();
+            for (key, var) in CREDENTIAL_KEYS {
+                let value = data.get(key).ok_or_else(|| {
+                    RenderError::new(
+                        "spec.origin.s3.credentialsSecretRef",
+                        format!("Secret {:?} has no key {key:?}", r.name),
+                    )
+                })?;
+                hashed.push(&value.0);
+                mirrored.insert(key.to_string(), value.clone());
+                env.push(EnvVar {
+                    name: var.into(),
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: name.clone(),
+                            key: key.into(),
+                            optional: Some(false),
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+            }
+            // Env from a Secret is read at container start: roll pods when credentials change.
+            pod_annotations.insert(ANNOTATION_CREDENTIALS_HASH.into(), content_hash(&hashed));
+            Some(Secret {
+                metadata: meta(dist, region),
+                type_: Some("Opaque".into()),
+                data: Some(mirrored),
+                ..Default::default()
+            })
+        }
+    };
+
+    let resources = region
+        .resources
+        .clone()
+        .unwrap_or_else(|| default_resources(cfg.cache.memory.0));
+    let container = Container {
+        name: "edge".into(),
+        image: Some(ctx.edge_image.into()),
+        args: Some(vec![
+            "--config".into(),
+            format!("{CONFIG_DIR}/{CONFIG_KEY}"),
+        ]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: VIEWER_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("admin".into()),
+                container_port: ADMIN_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+        ]),
+        env: (!env.is_empty()).then_some(env),
+        resources: Some(resources),
+        liveness_probe: Some(probe("/healthz", 10, 3)),
+        readiness_probe: Some(probe("/readyz", 5, 2)),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "config".into(),
+                mount_path: CONFIG_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
+                ..Default::default()
+            },
+        ]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS_UID),
+            run_as_group: Some(RUN_AS_UID),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod_labels = labels(dist, &region.name);
+    let deployment = Deployment {
+        metadata: meta(dist, region),
+        spec: DeploymentSpec {
+            replicas: Some(region.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..Default::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(pod_annotations),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(
+                        cfg.server.shutdown_grace.as_duration().as_secs() as i64 + 10,
+                    ),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUN_AS_UID),
+                        run_as_group: Some(RUN_AS_UID),
+                        fs_group: Some(RUN_AS_UID),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    volumes: Some(vec![
+                        Volume {
+                            name: "config".into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: name.clone(),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                        Volume {
+                            name: "tmp".into(),
+                            empty_dir: Some(EmptyDirVolumeSource {
+                                size_limit: Some(Quantity("64Mi".into())),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                    ]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+
+    let mut svc_meta = meta(dist, region);
+    if !region.service.annotations.is_empty() {
+        svc_meta.annotations = Some(region.service.annotations.clone());
+    }
+    let service = Service {
+        metadata: svc_meta,
+        spec: Some(K8sServiceSpec {
+            type_: Some(region.service.type_.as_str().into()),
+            selector: Some(selector.clone()),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: SERVICE_PORT,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let pdb = PodDisruptionBudget {
+        metadata: meta(dist, region),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    Ok(RegionObjects {
+        secret,
+        config_map,
+        service,
+        pdb,
+        deployment,
+        config_hash,
+    })
+}
+
+/// True when every field of `desired` is present with the same value in `live`: the object
+/// needs no apply. Fields the server added (defaults, status, metadata) are ignored; lists must
+/// match element-wise.
+pub fn is_subset(desired: &serde_json::Value, live: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => d
+            .iter()
+            .all(|(k, dv)| l.get(k).is_some_and(|lv| is_subset(dv, lv)) || is_empty(dv)),
+        (Value::Array(d), Value::Array(l)) => {
+            d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| is_subset(dv, lv))
+        }
+        (d, l) => d == l,
+    }
+}
+
+/// Values the API server drops on write (so their absence in the live object is no drift).
+fn is_empty(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Null => true,
+        serde_json::Value::Object(m) => m.is_empty(),
+        serde_json::Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    /// Golden-file snapshot: `UPDATE_SNAPSHOTS=1 cargo test -p kubefront-operator` rewrites.
+    fn snapshot(name: &str, actual: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/snapshots")
+            .join(name);
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+            std::fs::write(&path, actual).expect("write snapshot");
+            return;
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("missing snapshot {path:?}; run with UPDATE_SNAPSHOTS=1"));
+        assert!(
+            expected == actual,
+            "snapshot {name} differs; review and rerun with UPDATE_SNAPSHOTS=1\n--- expected\n{expected}\n--- actual\n{actual}"
+        );
+    }
+
+    fn creds() -> BTreeMap<String, ByteString> {
+        [
+            ("accessKeyId", "AKIDEXAMPLE"),
+            ("secretAccessKey", "secret-example"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+        .collect()
+    }
+
+    fn render(idx: usize) -> RegionObjects {
+        let d = fixtures::example();
+        let cfg = edge_config(&d.spec).expect("valid");
+        let c = creds();
+        render_region(
+            &d,
+            &d.spec.regions[idx],
+            &cfg,
+            &RenderContext {
+                edge_image: "kubefront/edge:0.1.0",
+                credentials: Some(&c),
+            },
+        )
+        .expect("renders")
+    }
+
+    fn yaml(o: &RegionObjects) -> String {
+        let mut out = String::new();
+        let docs = [
+            serde_yaml::to_string(&o.secret),
+            serde_yaml::to_string(&o.config_map),
+            serde_yaml::to_string(&o.service),
+            serde_yaml::to_string(&o.pdb),
+            serde_yaml::to_string(&o.deployment),
+        ];
+        for d in docs {
+            out.push_str("---\n");
+            out.push_str(&d.expect("yaml"));
+        }
+        out
+    }
+
+    #[test]
+    fn local_region_snapshot() {
+        snapshot("local-region.yaml", &yaml(&render(0)));
+    }
+
+    #[test]
+    fn remote_region_snapshot() {
+        snapshot("remote-region.yaml", &yaml(&render(1)));
+    }
+
+    #[test]
+    fn edge_config_is_the_proxy_contract_and_round_trips() {
+        let d = fixtures::example();
+        let cfg = edge_config(&d.spec).expect("valid");
+        let text = cfg.to_yaml();
+        let back = EdgeConfig::from_yaml(&text).expect("parses");
+        back.validate().expect("the proxy accepts it");
+        assert_eq!(back, cfg);
+        assert_eq!(back.cache.max_ttl, Dur::secs(365 * 86_400));
+        assert_eq!(back.behaviors[0].default_ttl, Some(Dur::secs(365 * 86_400)));
+        assert_eq!(
+            back.cache.key.query_strings,
+            QueryStrings::Allow(vec!["v".into()])
+        );
+    }
+
+    #[test]
+    fn hardening_and_wiring_of_the_deployment() {
+        let o = render(0);
+        let pod = o.deployment.spec.template.spec.as_ref().expect("pod");
+        let c = &pod.containers[0];
+        let sc = c.security_context.as_ref().expect("sc");
+        assert_eq!(sc.run_as_user, Some(65532));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_string()])
+        );
+        let psc = pod.security_context.as_ref().expect("psc");
+        assert_eq!(
+            psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+            Some("RuntimeDefault")
+        );
+        let env: Vec<_> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
+        assert_eq!(env, ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]);
+        let ann = o
+            .deployment
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .expect("annotations");
+        assert_eq!(ann.get(ANNOTATION_CONFIG_HASH), Some(&o.config_hash));
+        let probe = c
+            .readiness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .expect("probe");
+        assert_eq!(probe.path.as_deref(), Some("/readyz"));
+        let svc = o.service.spec.as_ref().expect("svc");
+        assert_eq!(
+            svc.ports
+                .as_ref()
+                .map(|p| (p[0].port, p[0].target_port.clone())),
+            Some((80, Some(IntOrString::String("http".into()))))
+        );
+    }
+
+    #[test]
+    fn config_change_changes_the_hash_and_credentials_roll_pods() {
+        let d = fixtures::example();
+        let mut d2 = d.clone();
+        d2.spec.cache.default_ttl = "12h".into();
+        let c = creds();
+        let ctx = RenderContext {
+            edge_image: "e",
+            credentials: Some(&c),
+        };
+        let a = render_region(
+            &d,
+            &d.spec.regions[0],
+            &edge_config(&d.spec).expect("v"),
+            &ctx,
+        )
+        .expect("r");
+        let b = render_region(
+            &d2,
+            &d2.spec.regions[0],
+            &edge_config(&d2.spec).expect("v"),
+            &ctx,
+        )
+        .expect("r");
+        assert_ne!(a.config_hash, b.config_hash);
+        let mut c2 = creds();
+        c2.insert("secretAccessKey".into(), ByteString(b"rotated".to_vec()));
+        let ctx2 = RenderContext {
+            edge_image: "e",
+            credentials: Some(&c2),
+        };
+        let r = render_region(
+            &d,
+            &d.spec.regions[0],
+            &edge_config(&d.spec).expect("v"),
+            &ctx2,
+        )
+        .expect("r");
+        let ann = |o: &RegionObjects| {
+            o.deployment
+                .spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            ann(&a).get(ANNOTATION_CONFIG_HASH),
+            ann(&r).get(ANNOTATION_CONFIG_HASH)
+        );
+        assert_ne!(
+            ann(&a).get(ANNOTATION_CREDENTIALS_HASH),
+            ann(&r).get(ANNOTATION_CREDENTIALS_HASH)
+        );
+    }
+
+    #[test]
+    fn render_errors_name_the_spec_field() {
+        let mut d = fixtures::example();
+        d.spec.cache.max_object_size = "1Gi".into();
+        assert_eq!(
+            edge_config(&d.spec).expect_err("too big").field,
+            "spec.cache.maxObjectSize"
+        );
+        let mut d = fixtures::example();
+        d.spec.cache.memory = "99999999999Ti".into();
+        assert_eq!(
+            edge_config(&d.spec).expect_err("overflow").field,
+            "spec.cache.memory"
+        );
+        let d = fixtures::example();
+        let cfg = edge_config(&d.spec).expect("v");
+        let err = render_region(
+            &d,
+            &d.spec.regions[0],
+            &cfg,
+            &RenderContext {
+                edge_image: "e",
+                credentials: None,
+            },
+        )
+        .expect_err("missing secret");
+        assert_eq!(err.field, "spec.origin.s3.credentialsSecretRef");
+    }
+
+    #[test]
+    fn subset_diff_ignores_server_additions_but_sees_drift() {
+        let desired = serde_json::json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}, "metadata": {"labels": {"a": "1"}}});
+        let live = serde_json::json!({"spec": {"type": "ClusterIP", "clusterIP": "10.0.0.1", "ports": [{"port": 80, "protocol": "TCP"}]}, "metadata": {"labels": {"a": "1", "b": "2"}, "uid": "x"}, "status": {}});
+        assert!(is_subset(&desired, &live));
+        let drifted = serde_json::json!({"spec": {"type": "NodePort", "ports": [{"port": 80}]}, "metadata": {"labels": {"a": "1"}}});
+        assert!(!is_subset(&desired, &drifted));
+        let extra_port = serde_json::json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}, {"port": 81}]}, "metadata": {"labels": {"a": "1"}}});
+        assert!(!is_subset(&desired, &extra_port));
+    }
+}

@@ -1,0 +1,724 @@
+//! Reconciler scenarios against mock API servers (tower-test): each scenario states the
+//! requests the operator must make to the local and the remote cluster, and what they answer.
+//! Requests within one cluster may interleave between regions, so expectations are matched as
+//! a multiset; every expected request must happen and nothing else may.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use kube::client::Body;
+use kube::config::Kubeconfig;
+use kube::runtime::controller::Action;
+use kube::Client;
+use serde_json::{json, Value};
+
+use crate::crd::{Distribution, DistributionStatus};
+use crate::fixtures;
+use crate::metrics::Metrics;
+use crate::reconcile::{self, Context};
+use crate::regions::{ClientFactory, Regions};
+use crate::render::{self, RegionObjects, RenderContext};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// How the mock API server answers one expected request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    NotFound,
+    Json(Value),
+    /// Answer with the request body (what a server-side apply returns, near enough).
+    Echo,
+    /// Transport failure: the API server cannot be reached.
+    Unreachable,
+}
+
+#[derive(Clone, Debug)]
+pub struct Expect {
+    pub method: Method,
+    pub path: String,
+    pub reply: Reply,
+}
+
+pub fn expect(method: Method, path: impl Into<String>, reply: Reply) -> Expect {
+    Expect {
+        method,
+        path: path.into(),
+        reply,
+    }
+}
+
+/// A request the operator made.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: Value,
+}
+
+/// Serves `expected` on `handle` until the client is dropped; returns what was seen and
+/// which requests were unexpected.
+async fn serve(mut handle: Handle, expected: Vec<Expect>) -> (Vec<Seen>, Vec<String>, Vec<Expect>) {
+    let mut remaining = expected;
+    let mut seen = Vec::new();
+    let mut unexpected = Vec::new();
+    while let Some((req, send)) = handle.next_request().await {
+        let (parts, body) = req.into_parts();
+        let bytes = http_body_util::BodyExt::collect(body)
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let s = Seen {
+            method: parts.method.clone(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or_default().to_string(),
+            content_type: parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+            body: body.clone(),
+        };
+        let pos = remaining
+            .iter()
+            .position(|e| e.method == s.method && e.path == s.path);
+        let reply = match pos {
+            Some(i) => remaining.remove(i).reply,
+            None => {
+                unexpected.push(format!("{} {}", s.method, s.path));
+                Reply::Json(
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "reason": "InternalError", "message": "unexpected request"}),
+                )
+            }
+        };
+        seen.push(s);
+        match reply {
+            Reply::Unreachable => send.send_error(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "connection refused",
+            )),
+            Reply::NotFound => send.send_response(json_response(
+                StatusCode::NOT_FOUND,
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound", "message": "not found"}),
+            )),
+            Reply::Json(v) => {
+                let code = v
+                    .get("code")
+                    .and_then(Value::as_u64)
+                    .filter(|_| v.get("kind") == Some(&json!("Status")))
+                    .and_then(|c| StatusCode::from_u16(c as u16).ok())
+                    .unwrap_or(StatusCode::OK);
+                send.send_response(json_response(code, &v))
+            }
+            Reply::Echo => send.send_response(json_response(StatusCode::OK, &body)),
+        }
+    }
+    (seen, unexpected, remaining)
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(v).unwrap_or_default()))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// Hands out the mock remote client for every kubeconfig.
+struct MockRemote(Mutex<Option<Client>>);
+
+impl ClientFactory for MockRemote {
+    fn build(&self, _kc: Kubeconfig) -> BoxFuture<'static, Result<Client, String>> {
+        let c = self.0.lock().ok().and_then(|mut c| c.take());
+        Box::pin(async move { c.ok_or_else(|| "remote client already used".to_string()) })
+    }
+}
+
+/// The outcome of one scenario run.
+pub struct Run {
+    pub action: Result<Action, reconcile::Error>,
+    pub local: Vec<Seen>,
+    pub remote: Vec<Seen>,
+    /// Metrics of the run (writes by kind).
+    pub metrics: Arc<Metrics>,
+}
+
+impl Run {
+    /// Writes counted by the operator's own metric (must agree with the requests seen).
+    pub fn counted_writes(&self) -> String {
+        self.metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with("kubefront_operator_writes_total"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    pub fn writes(&self) -> Vec<String> {
+        self.local
+            .iter()
+            .chain(&self.remote)
+            .filter(|s| s.method != Method::GET)
+            .map(|s| format!("{} {}", s.method, s.path))
+            .collect()
+    }
+
+    /// The status the operator wrote, if any.
+    pub fn status_written(&self) -> Option<DistributionStatus> {
+        self.local
+            .iter()
+            .find(|s| s.method == Method::PATCH && s.path.ends_with("/status"))
+            .and_then(|s| serde_json::from_value(s.body["status"].clone()).ok())
+    }
+}
+
+/// Runs one reconcile of `dist` with the given expectations for both clusters.
+pub async fn run(dist: Distribution, local: Vec<Expect>, remote: Vec<Expect>) -> Run {
+    let (lsvc, lhandle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let (rsvc, rhandle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let local_client = Client::new(lsvc, "default");
+    let remote_client = Client::new(rsvc, "default");
+    let lserver = tokio::spawn(serve(lhandle, local));
+    let rserver = tokio::spawn(serve(rhandle, remote));
+    let metrics = Arc::new(Metrics::default());
+    let ctx = Arc::new(Context::new(
+        Regions::new(
+            local_client,
+            Arc::new(MockRemote(Mutex::new(Some(remote_client)))),
+        ),
+        "kubefront/edge:test",
+        metrics.clone(),
+        None,
+        None,
+    ));
+    let action = tokio::time::timeout(
+        Duration::from_secs(10),
+        reconcile::reconcile(Arc::new(dist), ctx),
+    )
+    .await
+    .expect("reconcile finished in time");
+    let (local, lunexpected, lmissing) = tokio::time::timeout(Duration::from_secs(5), lserver)
+        .await
+        .expect("local server done")
+        .expect("join");
+    let (remote, runexpected, rmissing) = tokio::time::timeout(Duration::from_secs(5), rserver)
+        .await
+        .expect("remote server done")
+        .expect("join");
+    assert!(
+        lunexpected.is_empty(),
+        "unexpected local requests: {lunexpected:?}"
+    );
+    assert!(
+        runexpected.is_empty(),
+        "unexpected remote requests: {runexpected:?}"
+    );
+    assert!(
+        lmissing.is_empty(),
+        "expected local requests not made: {lmissing:?}"
+    );
+    assert!(
+        rmissing.is_empty(),
+        "expected remote requests not made: {rmissing:?}"
+    );
+    for s in local.iter().chain(&remote) {
+        if s.method == Method::PATCH
+            && !s.path.ends_with("/status")
+            && !s.content_type.contains("json-patch")
+        {
+            assert!(
+                s.content_type.starts_with("application/apply-patch"),
+                "{} {}: {}",
+                s.method,
+                s.path,
+                s.content_type
+            );
+            assert!(
+                s.query.contains("fieldManager=kubefront-operator")
+                    && s.query.contains("force=true"),
+                "{}",
+                s.query
+            );
+        }
+    }
+    Run {
+        action,
+        local,
+        remote,
+        metrics,
+    }
+}
+
+// ---- API paths and canned objects for the fixture Distribution `web/site` ----
+
+pub const CREDS: &str = "/api/v1/namespaces/web/secrets/assets-s3";
+pub const KUBECONFIG: &str = "/api/v1/namespaces/web/secrets/eu-west-kubeconfig";
+pub const DIST: &str = "/apis/kubefront.io/v1alpha1/namespaces/web/distributions/site";
+
+/// Paths of the five objects of a region, in the operator's apply order.
+pub fn object_paths(ns: &str, name: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("Secret", format!("/api/v1/namespaces/{ns}/secrets/{name}")),
+        (
+            "ConfigMap",
+            format!("/api/v1/namespaces/{ns}/configmaps/{name}"),
+        ),
+        (
+            "Service",
+            format!("/api/v1/namespaces/{ns}/services/{name}"),
+        ),
+        (
+            "PodDisruptionBudget",
+            format!("/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/{name}"),
+        ),
+        (
+            "Deployment",
+            format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}"),
+        ),
+    ]
+}
+
+pub fn local_paths() -> Vec<(&'static str, String)> {
+    object_paths("web", "site-local")
+}
+
+pub fn remote_paths() -> Vec<(&'static str, String)> {
+    object_paths("kubefront-edge", "site-eu-west")
+}
+
+pub fn creds_secret() -> Value {
+    let s = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("assets-s3".into()),
+            namespace: Some("web".into()),
+            ..Default::default()
+        },
+        data: Some(credentials()),
+        ..Default::default()
+    };
+    serde_json::to_value(s).unwrap_or_default()
+}
+
+pub fn credentials() -> std::collections::BTreeMap<String, ByteString> {
+    [
+        ("accessKeyId", "AKIDEXAMPLE"),
+        ("secretAccessKey", "secret-example"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+    .collect()
+}
+
+pub fn kubeconfig_secret() -> Value {
+    let kc = "apiVersion: v1\nkind: Config\nclusters: [{name: eu, cluster: {server: \"https://eu-west.example:6443\"}}]\nusers: [{name: op, user: {token: abc}}]\ncontexts: [{name: eu, context: {cluster: eu, user: op}}]\ncurrent-context: eu\n";
+    let s = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("eu-west-kubeconfig".into()),
+            namespace: Some("web".into()),
+            resource_version: Some("7".into()),
+            ..Default::default()
+        },
+        data: Some([("value".to_string(), ByteString(kc.as_bytes().to_vec()))].into()),
+        ..Default::default()
+    };
+    serde_json::to_value(s).unwrap_or_default()
+}
+
+/// What the operator renders for region `idx` of `dist`, as stored objects (with a ready
+/// Deployment status when `ready`).
+pub fn stored_objects(dist: &Distribution, idx: usize, ready: bool) -> Vec<Value> {
+    let cfg = render::edge_config(&dist.spec).expect("valid spec");
+    let creds = credentials();
+    let objs: RegionObjects = render::render_region(
+        dist,
+        &dist.spec.regions[idx],
+        &cfg,
+        &RenderContext {
+            edge_image: "kubefront/edge:test",
+            credentials: Some(&creds),
+        },
+    )
+    .expect("renders");
+    let mut out = vec![
+        serde_json::to_value(&objs.secret).unwrap_or_default(),
+        serde_json::to_value(&objs.config_map).unwrap_or_default(),
+        serde_json::to_value(&objs.service).unwrap_or_default(),
+        serde_json::to_value(&objs.pdb).unwrap_or_default(),
+        serde_json::to_value(&objs.deployment).unwrap_or_default(),
+    ];
+    for o in &mut out {
+        o["metadata"]["uid"] = json!(format!("uid-{}", o["kind"].as_str().unwrap_or_default()));
+        o["metadata"]["resourceVersion"] = json!("1");
+        o["metadata"]["generation"] = json!(1);
+    }
+    let replicas = dist.spec.regions[idx].replicas;
+    if ready {
+        out[4]["status"] = json!({"observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{AVAILABLE, DEGRADED, READY};
+
+    fn dist() -> Distribution {
+        fixtures::example()
+    }
+
+    /// Expectations for a region whose objects do not exist yet: GET 404, then apply each.
+    fn fresh(paths: Vec<(&'static str, String)>) -> Vec<Expect> {
+        paths
+            .into_iter()
+            .flat_map(|(_, p)| {
+                [
+                    expect(Method::GET, &p, Reply::NotFound),
+                    expect(Method::PATCH, &p, Reply::Echo),
+                ]
+            })
+            .collect()
+    }
+
+    /// Expectations for a region whose objects are exactly as rendered: GETs only.
+    fn in_sync(paths: Vec<(&'static str, String)>, stored: Vec<Value>) -> Vec<Expect> {
+        paths
+            .into_iter()
+            .zip(stored)
+            .map(|((_, p), o)| expect(Method::GET, &p, Reply::Json(o)))
+            .collect()
+    }
+
+    /// The reply to a status patch: the stored Distribution (content is not inspected).
+    fn status_ok() -> Reply {
+        Reply::Json(serde_json::to_value(fixtures::example()).unwrap_or_default())
+    }
+
+    fn reads() -> Vec<Expect> {
+        vec![
+            expect(Method::GET, CREDS, Reply::Json(creds_secret())),
+            expect(Method::GET, KUBECONFIG, Reply::Json(kubeconfig_secret())),
+        ]
+    }
+
+    fn cond(s: &DistributionStatus, region: Option<&str>, t: &str) -> (String, String, String) {
+        let conds = match region {
+            None => &s.conditions,
+            Some(r) => {
+                &s.regions
+                    .iter()
+                    .find(|x| x.name == r)
+                    .expect("region status")
+                    .conditions
+            }
+        };
+        let c = conds.iter().find(|c| c.type_ == t).expect("condition");
+        (c.status.clone(), c.reason.clone(), c.message.clone())
+    }
+
+    #[tokio::test]
+    async fn first_apply_creates_every_object_in_both_regions() {
+        let mut local = reads();
+        local.extend(fresh(local_paths()));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let run = run(dist(), local, fresh(remote_paths())).await;
+        run.action.as_ref().expect("reconcile ok");
+        assert_eq!(run.writes().len(), 11, "{:?}", run.writes());
+        let st = run.status_written().expect("status written");
+        assert_eq!(st.observed_generation, Some(1));
+        assert_eq!(cond(&st, Some("local"), "Applied").0, "True");
+        assert_eq!(cond(&st, Some("eu-west"), "Applied").0, "True");
+        assert_eq!(
+            cond(&st, None, READY),
+            (
+                "False".into(),
+                "RegionsNotReady".into(),
+                cond(&st, None, READY).2
+            )
+        );
+        assert_eq!(st.ready_regions.as_deref(), Some("0/2"));
+        // Local objects are owned by the Distribution; remote ones cannot be.
+        let dep = run
+            .local
+            .iter()
+            .find(|s| s.method == Method::PATCH && s.path.contains("deployments"))
+            .expect("local deployment");
+        assert_eq!(
+            dep.body["metadata"]["ownerReferences"][0]["uid"],
+            "uid-site"
+        );
+        let rdep = run
+            .remote
+            .iter()
+            .find(|s| s.method == Method::PATCH && s.path.contains("deployments"))
+            .expect("remote deployment");
+        assert!(rdep.body["metadata"].get("ownerReferences").is_none());
+        assert_eq!(
+            rdep.body["metadata"]["labels"]["kubefront.io/region"],
+            "eu-west"
+        );
+        assert_eq!(rdep.body["spec"]["replicas"], 3);
+    }
+
+    #[tokio::test]
+    async fn no_op_reconcile_writes_nothing() {
+        let d = dist();
+        // First pass against an in-sync world learns the status the operator would write.
+        let world = |d: &Distribution| {
+            let mut local = reads();
+            local.extend(in_sync(local_paths(), stored_objects(d, 0, true)));
+            (local, in_sync(remote_paths(), stored_objects(d, 1, true)))
+        };
+        let (mut local, remote) = world(&d);
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let first = run(d.clone(), local, remote).await;
+        let st = first.status_written().expect("first pass writes status");
+        assert_eq!(cond(&st, None, READY).0, "True");
+        assert_eq!(st.ready_regions.as_deref(), Some("2/2"));
+
+        let mut d2 = d.clone();
+        d2.status = Some(st);
+        let (local, remote) = world(&d2);
+        let second = run(d2, local, remote).await;
+        second.action.as_ref().expect("reconcile ok");
+        assert!(
+            second.writes().is_empty(),
+            "no-op reconcile wrote: {:?}",
+            second.writes()
+        );
+        assert_eq!(second.counted_writes(), "", "writes metric must stay zero");
+        assert!(
+            !first.counted_writes().is_empty(),
+            "first pass wrote status"
+        );
+    }
+
+    #[tokio::test]
+    async fn spec_change_rewrites_config_and_rolls_the_deployment() {
+        let old = dist();
+        let mut new = old.clone();
+        new.spec.cache.default_ttl = "12h".into();
+        new.metadata.generation = Some(2);
+        let mut local = reads();
+        let stored = stored_objects(&old, 0, true);
+        for ((kind, p), o) in local_paths().into_iter().zip(stored) {
+            local.push(expect(Method::GET, &p, Reply::Json(o)));
+            if kind == "ConfigMap" || kind == "Deployment" {
+                local.push(expect(Method::PATCH, &p, Reply::Echo));
+            }
+        }
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let mut remote = Vec::new();
+        for ((kind, p), o) in remote_paths()
+            .into_iter()
+            .zip(stored_objects(&old, 1, true))
+        {
+            remote.push(expect(Method::GET, &p, Reply::Json(o)));
+            if kind == "ConfigMap" || kind == "Deployment" {
+                remote.push(expect(Method::PATCH, &p, Reply::Echo));
+            }
+        }
+        let run = run(new, local, remote).await;
+        run.action.as_ref().expect("ok");
+        let cm = run
+            .local
+            .iter()
+            .find(|s| s.method == Method::PATCH && s.path.contains("configmaps"))
+            .expect("cm");
+        assert!(cm.body["data"]["edge.yaml"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("defaultTTL: 12h"));
+        let dep = run
+            .local
+            .iter()
+            .find(|s| s.method == Method::PATCH && s.path.contains("deployments"))
+            .expect("dep");
+        let old_hash = stored_objects(&dist(), 0, false)[4]["spec"]["template"]["metadata"]
+            ["annotations"]["kubefront.io/config-hash"]
+            .clone();
+        assert_ne!(
+            dep.body["spec"]["template"]["metadata"]["annotations"]["kubefront.io/config-hash"],
+            old_hash
+        );
+        let st = run.status_written().expect("status");
+        assert_eq!(st.observed_generation, Some(2));
+    }
+
+    #[tokio::test]
+    async fn dropped_region_is_pruned() {
+        let full = dist();
+        // Status from a previous reconcile that knew both regions.
+        let mut local = reads();
+        local.extend(in_sync(local_paths(), stored_objects(&full, 0, true)));
+        let mut learn_local = local.clone();
+        learn_local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let learned = run(
+            full.clone(),
+            learn_local,
+            in_sync(remote_paths(), stored_objects(&full, 1, true)),
+        )
+        .await
+        .status_written()
+        .expect("status");
+
+        let mut d = full.clone();
+        d.spec.regions.truncate(1);
+        d.metadata.generation = Some(2);
+        d.status = Some(learned);
+        let mut local = reads();
+        local.extend(in_sync(local_paths(), stored_objects(&full, 0, true)));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let mut remote = Vec::new();
+        for ((_, p), o) in remote_paths()
+            .into_iter()
+            .zip(stored_objects(&full, 1, true))
+        {
+            remote.push(expect(Method::GET, &p, Reply::Json(o)));
+            remote.push(expect(
+                Method::DELETE,
+                &p,
+                Reply::Json(
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}),
+                ),
+            ));
+        }
+        let run = run(d, local, remote).await;
+        run.action.as_ref().expect("ok");
+        let st = run.status_written().expect("status");
+        assert_eq!(st.regions.len(), 1);
+        assert_eq!(st.ready_regions.as_deref(), Some("1/1"));
+        assert_eq!(
+            run.remote
+                .iter()
+                .filter(|s| s.method == Method::DELETE)
+                .count(),
+            5
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_remote_degrades_only_that_region() {
+        let d = dist();
+        let mut local = reads();
+        local.extend(fresh(local_paths()));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let remote = vec![expect(
+            Method::GET,
+            &remote_paths()[0].1,
+            Reply::Unreachable,
+        )];
+        let run = run(d, local, remote).await;
+        run.action
+            .as_ref()
+            .expect("region failure is status, not a reconcile error");
+        assert_eq!(
+            run.local
+                .iter()
+                .filter(|s| s.method == Method::PATCH)
+                .count(),
+            6,
+            "local region fully applied"
+        );
+        let st = run.status_written().expect("status");
+        assert_eq!(cond(&st, Some("eu-west"), DEGRADED).0, "True");
+        assert_eq!(cond(&st, Some("eu-west"), DEGRADED).1, "Unreachable");
+        assert_eq!(cond(&st, Some("local"), DEGRADED).0, "False");
+        assert_eq!(cond(&st, Some("local"), "Applied").0, "True");
+        let (status, reason, message) = cond(&st, None, DEGRADED);
+        assert_eq!((status.as_str(), reason.as_str()), ("True", "Unreachable"));
+        assert!(message.contains("region eu-west"), "{message}");
+        assert_eq!(cond(&st, Some("eu-west"), AVAILABLE).0, "Unknown");
+    }
+
+    #[tokio::test]
+    async fn deletion_cleans_up_every_region_then_releases_the_finalizer() {
+        let mut d = dist();
+        d.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        let ok = json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200});
+        let mut local = vec![expect(
+            Method::GET,
+            KUBECONFIG,
+            Reply::Json(kubeconfig_secret()),
+        )];
+        let mut remote = Vec::new();
+        for ((_, p), o) in local_paths().into_iter().zip(stored_objects(&d, 0, true)) {
+            local.push(expect(Method::GET, &p, Reply::Json(o)));
+            local.push(expect(Method::DELETE, &p, Reply::Json(ok.clone())));
+        }
+        for ((_, p), o) in remote_paths().into_iter().zip(stored_objects(&d, 1, true)) {
+            remote.push(expect(Method::GET, &p, Reply::Json(o)));
+            remote.push(expect(Method::DELETE, &p, Reply::Json(ok.clone())));
+        }
+        let mut released = serde_json::to_value(&d).unwrap_or_default();
+        released["metadata"]["finalizers"] = json!([]);
+        local.push(expect(Method::PATCH, DIST, Reply::Json(released)));
+        let run = run(d, local, remote).await;
+        run.action.as_ref().expect("ok");
+        let fin = run
+            .local
+            .iter()
+            .find(|s| s.method == Method::PATCH && s.path == DIST)
+            .expect("finalizer patch");
+        assert!(
+            fin.content_type.contains("json-patch"),
+            "{}",
+            fin.content_type
+        );
+        assert!(fin.body.to_string().contains("remove"), "{}", fin.body);
+    }
+
+    #[tokio::test]
+    async fn unreachable_remote_blocks_deletion_until_it_can_be_cleaned() {
+        let mut d = dist();
+        d.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        let ok = json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200});
+        let mut local = vec![expect(
+            Method::GET,
+            KUBECONFIG,
+            Reply::Json(kubeconfig_secret()),
+        )];
+        for ((_, p), o) in local_paths().into_iter().zip(stored_objects(&d, 0, true)) {
+            local.push(expect(Method::GET, &p, Reply::Json(o)));
+            local.push(expect(Method::DELETE, &p, Reply::Json(ok.clone())));
+        }
+        let remote = vec![expect(
+            Method::GET,
+            &remote_paths()[4].1,
+            Reply::Unreachable,
+        )];
+        let run = run(d, local, remote).await;
+        assert!(
+            matches!(run.action, Err(reconcile::Error::Cleanup { ref region, .. }) if region == "eu-west"),
+            "{:?}",
+            run.action.as_ref().err()
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_spec_applies_nothing_and_names_the_field() {
+        let mut d = dist();
+        d.spec.cache.max_object_size = "1Gi".into(); // larger than cache.memory 256Mi
+        let local = vec![
+            expect(Method::GET, CREDS, Reply::Json(creds_secret())),
+            expect(Method::PATCH, format!("{DIST}/status"), status_ok()),
+        ];
+        let run = run(d, local, vec![]).await;
+        run.action.as_ref().expect("ok");
+        let st = run.status_written().expect("status");
+        let (status, reason, message) = cond(&st, None, DEGRADED);
+        assert_eq!((status.as_str(), reason.as_str()), ("True", "InvalidSpec"));
+        assert!(message.starts_with("spec.cache.maxObjectSize"), "{message}");
+    }
+}

@@ -1,0 +1,377 @@
+//! Status computation: per-region conditions and the top-level `Ready`/`Progressing`/`Degraded`,
+//! with transition times kept stable so an unchanged world produces an identical status (and so
+//! no write).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::crd::{DistributionStatus, RegionStatus};
+use crate::render::RenderError;
+
+pub const READY: &str = "Ready";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+/// Region: every object matches the rendered state.
+pub const APPLIED: &str = "Applied";
+/// Region: the Deployment has all replicas updated and ready.
+pub const AVAILABLE: &str = "Available";
+
+/// What reconciling one region produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionOutcome {
+    pub name: String,
+    pub cluster: String,
+    pub namespace: String,
+    pub result: Result<RegionApplied, RegionFailure>,
+}
+
+/// A region whose objects are in sync.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionApplied {
+    pub replicas: i32,
+    pub ready_replicas: i32,
+    /// Deployment observed the current generation, all replicas updated and available.
+    pub available: bool,
+    pub config_hash: String,
+    pub endpoint: String,
+    /// Kinds that were written this reconcile (empty when nothing drifted).
+    pub written: Vec<&'static str>,
+}
+
+/// Why a region could not be brought in sync. `reason` is a status/event reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionFailure {
+    pub reason: String,
+    pub message: String,
+}
+
+/// Builds a condition list, keeping `lastTransitionTime` from the previous list when a
+/// condition's status did not change.
+struct Conditions<'a> {
+    old: &'a [Condition],
+    generation: Option<i64>,
+    now: &'a Timestamp,
+    out: Vec<Condition>,
+}
+
+impl<'a> Conditions<'a> {
+    fn new(old: &'a [Condition], generation: Option<i64>, now: &'a Timestamp) -> Self {
+        Self {
+            old,
+            generation,
+            now,
+            out: Vec::with_capacity(3),
+        }
+    }
+
+    fn set(&mut self, type_: &str, status: &str, reason: &str, message: String) {
+        let since = self
+            .old
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| Time(*self.now));
+        self.out.push(Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: self.generation,
+            last_transition_time: since,
+        });
+    }
+}
+
+fn bool_str(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+/// One region's status from its outcome.
+pub fn region_status(
+    outcome: &RegionOutcome,
+    old: Option<&RegionStatus>,
+    generation: Option<i64>,
+    now: &Timestamp,
+) -> RegionStatus {
+    let old_conds = old.map(|o| o.conditions.as_slice()).unwrap_or_default();
+    let mut conditions = Conditions::new(old_conds, generation, now);
+    let mut st = RegionStatus {
+        name: outcome.name.clone(),
+        cluster: outcome.cluster.clone(),
+        namespace: outcome.namespace.clone(),
+        ..Default::default()
+    };
+    match &outcome.result {
+        Ok(a) => {
+            st.replicas = a.replicas;
+            st.ready_replicas = a.ready_replicas;
+            st.endpoint = Some(a.endpoint.clone());
+            st.config_hash = Some(a.config_hash.clone());
+            conditions.set(
+                APPLIED,
+                "True",
+                "Applied",
+                "all objects match the Distribution".into(),
+            );
+            let (reason, msg) = if a.available {
+                (
+                    "MinimumReplicasAvailable",
+                    format!("{}/{} replicas ready", a.ready_replicas, a.replicas),
+                )
+            } else {
+                (
+                    "WaitingForReplicas",
+                    format!("{}/{} replicas ready", a.ready_replicas, a.replicas),
+                )
+            };
+            conditions.set(AVAILABLE, bool_str(a.available), reason, msg);
+            conditions.set(DEGRADED, "False", "AsExpected", String::new());
+        }
+        Err(f) => {
+            // Keep the last known numbers: the edge may well still be serving.
+            if let Some(o) = old {
+                st.replicas = o.replicas;
+                st.ready_replicas = o.ready_replicas;
+                st.endpoint = o.endpoint.clone();
+                st.config_hash = o.config_hash.clone();
+            }
+            conditions.set(APPLIED, "False", &f.reason, f.message.clone());
+            conditions.set(
+                AVAILABLE,
+                "Unknown",
+                &f.reason,
+                "region cannot be observed".into(),
+            );
+            conditions.set(DEGRADED, "True", &f.reason, f.message.clone());
+        }
+    }
+    st.conditions = conditions.out;
+    st
+}
+
+fn cond_is(conds: &[Condition], type_: &str, status: &str) -> bool {
+    conds.iter().any(|c| c.type_ == type_ && c.status == status)
+}
+
+fn reason_of(conds: &[Condition], type_: &str) -> String {
+    conds
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.reason.clone())
+        .unwrap_or_default()
+}
+
+/// The whole status. `invalid` is a spec problem found at render time (nothing was applied).
+pub fn distribution_status(
+    regions: Vec<RegionStatus>,
+    invalid: Option<&RenderError>,
+    old: Option<&DistributionStatus>,
+    generation: Option<i64>,
+    now: &Timestamp,
+) -> DistributionStatus {
+    let old_conds = old.map(|o| o.conditions.as_slice()).unwrap_or_default();
+    let mut conditions = Conditions::new(old_conds, generation, now);
+    let total = regions.len();
+    let ready: Vec<&RegionStatus> = regions
+        .iter()
+        .filter(|r| {
+            cond_is(&r.conditions, AVAILABLE, "True") && cond_is(&r.conditions, APPLIED, "True")
+        })
+        .collect();
+    let failing: Vec<&RegionStatus> = regions
+        .iter()
+        .filter(|r| cond_is(&r.conditions, DEGRADED, "True"))
+        .collect();
+    let rolling: Vec<&RegionStatus> = regions
+        .iter()
+        .filter(|r| {
+            cond_is(&r.conditions, APPLIED, "True") && !cond_is(&r.conditions, AVAILABLE, "True")
+        })
+        .collect();
+
+    if let Some(err) = invalid {
+        let msg = err.to_string();
+        conditions.set(READY, "False", "InvalidSpec", msg.clone());
+        conditions.set(PROGRESSING, "False", "InvalidSpec", msg.clone());
+        conditions.set(DEGRADED, "True", "InvalidSpec", msg);
+    } else {
+        let is_ready = total > 0 && ready.len() == total;
+        let not_ready: Vec<String> = regions
+            .iter()
+            .filter(|r| !ready.iter().any(|x| x.name == r.name))
+            .map(|r| {
+                let c = if cond_is(&r.conditions, DEGRADED, "True") {
+                    DEGRADED
+                } else {
+                    AVAILABLE
+                };
+                let cond = r.conditions.iter().find(|x| x.type_ == c);
+                format!(
+                    "region {}: {} ({})",
+                    r.name,
+                    cond.map(|x| x.reason.as_str()).unwrap_or("Unknown"),
+                    cond.map(|x| x.message.as_str()).unwrap_or("")
+                )
+            })
+            .collect();
+        if is_ready {
+            conditions.set(
+                READY,
+                "True",
+                "AllRegionsReady",
+                format!("{total} region(s) serving"),
+            );
+        } else {
+            let reason = if !failing.is_empty() {
+                "RegionsFailing"
+            } else {
+                "RegionsNotReady"
+            };
+            conditions.set(READY, "False", reason, not_ready.join("; "));
+        }
+        if rolling.is_empty() {
+            conditions.set(PROGRESSING, "False", "Complete", String::new());
+        } else {
+            let names: Vec<&str> = rolling.iter().map(|r| r.name.as_str()).collect();
+            conditions.set(
+                PROGRESSING,
+                "True",
+                "RollingOut",
+                format!("waiting for replicas in region(s) {}", names.join(", ")),
+            );
+        }
+        match failing.as_slice() {
+            [] => conditions.set(DEGRADED, "False", "AsExpected", String::new()),
+            [one] => {
+                let msg = one
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == DEGRADED)
+                    .map(|c| c.message.clone())
+                    .unwrap_or_default();
+                conditions.set(
+                    DEGRADED,
+                    "True",
+                    &reason_of(&one.conditions, DEGRADED),
+                    format!("region {}: {msg}", one.name),
+                )
+            }
+            many => {
+                let msg: Vec<String> = many
+                    .iter()
+                    .map(|r| format!("region {}: {}", r.name, reason_of(&r.conditions, DEGRADED)))
+                    .collect();
+                conditions.set(DEGRADED, "True", "RegionsFailing", msg.join("; "))
+            }
+        }
+    }
+    DistributionStatus {
+        observed_generation: generation,
+        conditions: conditions.out,
+        ready_regions: Some(format!("{}/{}", ready.len(), total)),
+        regions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(name: &str, available: bool) -> RegionOutcome {
+        RegionOutcome {
+            name: name.into(),
+            cluster: "local".into(),
+            namespace: "ns".into(),
+            result: Ok(RegionApplied {
+                replicas: 2,
+                ready_replicas: if available { 2 } else { 0 },
+                available,
+                config_hash: "abc".into(),
+                endpoint: "http://x.ns.svc:80".into(),
+                written: vec![],
+            }),
+        }
+    }
+
+    fn failed(name: &str) -> RegionOutcome {
+        RegionOutcome {
+            name: name.into(),
+            cluster: "kubeconfig:k".into(),
+            namespace: "ns".into(),
+            result: Err(RegionFailure {
+                reason: "Unreachable".into(),
+                message: "connection refused".into(),
+            }),
+        }
+    }
+
+    fn status_of(
+        outcomes: &[RegionOutcome],
+        old: Option<&DistributionStatus>,
+        now: &Timestamp,
+    ) -> DistributionStatus {
+        let regions = outcomes
+            .iter()
+            .map(|o| {
+                let prev = old.and_then(|s| s.regions.iter().find(|r| r.name == o.name));
+                region_status(o, prev, Some(1), now)
+            })
+            .collect();
+        distribution_status(regions, None, old, Some(1), now)
+    }
+
+    fn cond<'a>(s: &'a DistributionStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).expect(t)
+    }
+
+    #[test]
+    fn one_failing_region_degrades_only_itself() {
+        let now = Timestamp::now();
+        let s = status_of(&[ok("a", true), failed("b")], None, &now);
+        assert_eq!(cond(&s, READY).status, "False");
+        assert_eq!(cond(&s, DEGRADED).status, "True");
+        assert_eq!(cond(&s, DEGRADED).reason, "Unreachable");
+        assert!(
+            cond(&s, DEGRADED).message.contains("region b"),
+            "{:?}",
+            cond(&s, DEGRADED)
+        );
+        assert!(cond_is(&s.regions[0].conditions, DEGRADED, "False"));
+        assert!(cond_is(&s.regions[1].conditions, DEGRADED, "True"));
+        assert_eq!(s.ready_regions.as_deref(), Some("1/2"));
+    }
+
+    #[test]
+    fn all_available_is_ready() {
+        let now = Timestamp::now();
+        let s = status_of(&[ok("a", true), ok("b", true)], None, &now);
+        assert_eq!(cond(&s, READY).status, "True");
+        assert_eq!(cond(&s, PROGRESSING).status, "False");
+        assert_eq!(cond(&s, DEGRADED).status, "False");
+    }
+
+    #[test]
+    fn waiting_for_replicas_is_progressing() {
+        let now = Timestamp::now();
+        let s = status_of(&[ok("a", false)], None, &now);
+        assert_eq!(cond(&s, READY).status, "False");
+        assert_eq!(cond(&s, READY).reason, "RegionsNotReady");
+        assert_eq!(cond(&s, PROGRESSING).status, "True");
+    }
+
+    #[test]
+    fn unchanged_world_gives_identical_status() {
+        let t1 = Timestamp::now();
+        let s1 = status_of(&[ok("a", true), failed("b")], None, &t1);
+        let t2 = t1 + k8s_openapi::jiff::SignedDuration::from_secs(60);
+        let s2 = status_of(&[ok("a", true), failed("b")], Some(&s1), &t2);
+        assert_eq!(s1, s2, "transition times must be kept");
+        let s3 = status_of(&[ok("a", true), ok("b", true)], Some(&s2), &t2);
+        assert_ne!(s2, s3);
+        assert_eq!(cond(&s3, READY).last_transition_time, Time(t2));
+    }
+}

@@ -1,0 +1,100 @@
+//! The edge config the operator renders is accepted by the real `kubefront-edge check-config`,
+//! and a config the proxy must refuse is refused (so this test can fail).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use kubefront_operator::{fixtures, render};
+
+/// The edge binary: `KUBEFRONT_EDGE_BIN`, else the workspace's debug build.
+fn edge_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("KUBEFRONT_EDGE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+            target.join("debug/kubefront-edge")
+        });
+    if path.exists() {
+        return Some(path);
+    }
+    let msg = format!("kubefront-edge binary not found at {path:?}; build it with `cargo build -p kubefront-edge`");
+    if std::env::var("CI").is_ok_and(|v| v == "1" || v == "true") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+fn check(bin: &PathBuf, yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("edge.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    let out = Command::new(bin)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .expect("run kubefront-edge");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn rendered_config_passes_the_real_check_config() {
+    let Some(bin) = edge_binary() else { return };
+    let dist = fixtures::example();
+    let cfg = render::edge_config(&dist.spec).expect("example renders");
+    let (ok, text) = check(&bin, &cfg.to_yaml());
+    assert!(
+        ok,
+        "kubefront-edge check-config rejected the rendered config: {text}"
+    );
+
+    // Exactly what goes into the ConfigMap.
+    let objs = render::render_region(
+        &dist,
+        &dist.spec.regions[0],
+        &cfg,
+        &render::RenderContext {
+            edge_image: "e",
+            credentials: Some(&Default::default()),
+        },
+    );
+    // (credentials map is empty → render error naming the field, not a panic)
+    assert!(objs.is_err());
+    let minimal = fixtures::distribution(
+        "m",
+        "ns",
+        fixtures::spec("origin: {s3: {bucket: assets}}\nregions: [{name: a}]"),
+    );
+    let cfg = render::edge_config(&minimal.spec).expect("minimal renders");
+    let objs = render::render_region(
+        &minimal,
+        &minimal.spec.regions[0],
+        &cfg,
+        &render::RenderContext {
+            edge_image: "e",
+            credentials: None,
+        },
+    )
+    .expect("renders");
+    let data = objs.config_map.data.expect("data");
+    let (ok, text) = check(&bin, &data[render::CONFIG_KEY]);
+    assert!(ok, "ConfigMap edge.yaml rejected: {text}");
+}
+
+#[test]
+fn check_config_refuses_what_the_proxy_cannot_run() {
+    let Some(bin) = edge_binary() else { return };
+    let dist = fixtures::example();
+    let mut cfg = render::edge_config(&dist.spec).expect("example renders");
+    cfg.cache.max_object_size = kubefront_edge::config::ByteSize(cfg.cache.memory.0 * 2);
+    let (ok, text) = check(&bin, &cfg.to_yaml());
+    assert!(!ok, "an oversized maxObjectSize must be refused");
+    assert!(text.contains("maxObjectSize"), "{text}");
+}

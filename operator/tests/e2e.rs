@@ -1,0 +1,600 @@
+//! End-to-end: the real operator binary against a real API server.
+//!
+//! Needs `KUBEFRONT_E2E_KUBECONFIG` (a kubeconfig with inline credentials, e.g. the one
+//! `tests/cluster/up --control-plane-only` writes). Skipped with a message when unset, failed
+//! when unset under `KUBEFRONT_REQUIRE_CLUSTER=1`. The "remote" region is the same API server
+//! reached through a kubeconfig Secret, in another namespace.
+//!
+//! Without a node (control-plane-only) pods never start, so regions stay `Available=False`
+//! (`WaitingForReplicas`); the test asserts applied objects and status. With
+//! `KUBEFRONT_E2E_PODS=1` (a full cluster with the edge image imported) it also waits for Ready.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config, ResourceExt};
+use kubefront_edge::config::EdgeConfig;
+use kubefront_operator::crd::Distribution;
+use serde_json::json;
+
+struct Operator(Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn kubeconfig_path() -> Option<PathBuf> {
+    match std::env::var_os("KUBEFRONT_E2E_KUBECONFIG") {
+        Some(p) => Some(PathBuf::from(p)),
+        None => {
+            let msg = "KUBEFRONT_E2E_KUBECONFIG is not set; start a cluster with `tests/cluster/up --control-plane-only` and point it at the kubeconfig";
+            if std::env::var("KUBEFRONT_REQUIRE_CLUSTER").is_ok_and(|v| v == "1") {
+                panic!("{msg}");
+            }
+            eprintln!("SKIPPED: {msg}");
+            None
+        }
+    }
+}
+
+fn operator_binary() -> PathBuf {
+    std::env::var_os("KUBEFRONT_OPERATOR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kubefront-operator")))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn cond(d: &Distribution, region: Option<&str>, t: &str) -> Option<(String, String)> {
+    let st = d.status.as_ref()?;
+    let conds = match region {
+        None => &st.conditions,
+        Some(r) => &st.regions.iter().find(|x| x.name == r)?.conditions,
+    };
+    conds
+        .iter()
+        .find(|c| c.type_ == t)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+async fn metric(port: u16, name: &str) -> f64 {
+    let body = reqwest_lite(port, "/metrics").await;
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Minimal HTTP GET over a TcpStream (the operator serves plain HTTP/1.1).
+async fn reqwest_lite(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_end_to_end() {
+    let Some(path) = kubeconfig_path() else {
+        return;
+    };
+    let kc_text = std::fs::read_to_string(&path).expect("read kubeconfig");
+    let kc = Kubeconfig::from_yaml(&kc_text).expect("parse kubeconfig");
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    let client = Client::try_from(config).expect("client");
+    let pods = std::env::var("KUBEFRONT_E2E_PODS").is_ok_and(|v| v == "1");
+    let long = Duration::from_secs(60);
+
+    // 1. Install the committed CRD (the API server compiles its CEL rules here).
+    let crd: CustomResourceDefinition =
+        serde_yaml::from_str(include_str!("../../crds/distribution.yaml")).expect("crd yaml");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        "distributions.kubefront.io",
+        &PatchParams::apply("kubefront-e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("CRD accepted by the API server");
+    wait_for("CRD established", long, || {
+        let crds = crds.clone();
+        async move {
+            let c = crds.get("distributions.kubefront.io").await.ok()?;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        }
+    })
+    .await;
+
+    // 2. Namespaces, credentials and the remote kubeconfig Secret.
+    let suffix = format!(
+        "{:x}",
+        std::process::id() ^ (Instant::now().elapsed().as_nanos() as u32)
+    );
+    let ns = format!("kf-e2e-{suffix}");
+    let remote_ns = format!("kf-e2e-{suffix}-remote");
+    let nss: Api<Namespace> = Api::all(client.clone());
+    for n in [&ns, &remote_ns] {
+        nss.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": n}})).expect("ns"),
+        )
+        .await
+        .expect("create namespace");
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "assets-s3"},
+                "stringData": {"accessKeyId": "AKIDE2E", "secretAccessKey": "e2e-secret"}
+            }))
+            .expect("secret"),
+        )
+        .await
+        .expect("credentials secret");
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "remote-kubeconfig"},
+                "stringData": {"value": kc_text}
+            }))
+            .expect("secret"),
+        )
+        .await
+        .expect("kubeconfig secret");
+
+    // 3. The real operator binary.
+    let port = free_port();
+    let child = Command::new(operator_binary())
+        .args([
+            "run",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--watch-namespace",
+            &ns,
+        ])
+        .args([
+            "--edge-image",
+            "kubefront/edge:dev",
+            "--leader-election",
+            "--lease-namespace",
+            &ns,
+        ])
+        .env("KUBECONFIG", &path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start operator");
+    let _operator = Operator(child);
+    wait_for("operator /readyz", long, || async move {
+        reqwest_lite(port, "/readyz")
+            .await
+            .contains("200 OK")
+            .then_some(())
+    })
+    .await;
+
+    // 4. A Distribution with a local and a "remote" region.
+    let dists: Api<Distribution> = Api::namespaced(client.clone(), &ns);
+    let dist: Distribution = serde_json::from_value(json!({
+        "apiVersion": "kubefront.io/v1alpha1", "kind": "Distribution",
+        "metadata": {"name": "site"},
+        "spec": {
+            "origin": {"s3": {"bucket": "assets", "endpoint": "http://minio.storage:9000", "forcePathStyle": true,
+                              "credentialsSecretRef": {"name": "assets-s3"}}},
+            "cache": {"defaultTTL": "24h", "maxTTL": "365d"},
+            "behaviors": [{"pathPattern": "/static/*", "defaultTTL": "365d"}],
+            "regions": [
+                {"name": "home", "replicas": 1},
+                {"name": "far", "replicas": 1, "namespace": remote_ns,
+                 "cluster": {"kubeconfigSecretRef": {"name": "remote-kubeconfig"}}}
+            ]
+        }
+    }))
+    .expect("dist");
+    dists
+        .create(&PostParams::default(), &dist)
+        .await
+        .expect("create Distribution");
+
+    let applied = |dists: Api<Distribution>| async move {
+        let d = dists.get("site").await.ok()?;
+        let st = d.status.as_ref()?;
+        let ok = st.observed_generation == d.metadata.generation
+            && ["home", "far"]
+                .iter()
+                .all(|r| cond(&d, Some(r), "Applied").is_some_and(|c| c.0 == "True"));
+        ok.then_some(d)
+    };
+    let d = wait_for("both regions Applied", long, || applied(dists.clone())).await;
+    assert!(d.finalizers().iter().any(|f| f == "kubefront.io/cleanup"));
+    if pods {
+        wait_for("Ready=True", Duration::from_secs(180), || {
+            let dists = dists.clone();
+            async move {
+                let d = dists.get("site").await.ok()?;
+                (cond(&d, None, "Ready")?.0 == "True").then_some(())
+            }
+        })
+        .await;
+    } else {
+        let (status, reason) = cond(&d, Some("home"), "Available").expect("Available");
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "WaitingForReplicas")
+        );
+        assert_eq!(cond(&d, None, "Ready").expect("Ready").0, "False");
+        assert_eq!(cond(&d, None, "Degraded").expect("Degraded").0, "False");
+    }
+
+    // 5. Every object, in both regions.
+    let st = d.status.clone().expect("status");
+    for (region, namespace, local) in [
+        ("home", ns.as_str(), true),
+        ("far", remote_ns.as_str(), false),
+    ] {
+        let name = format!("site-{region}");
+        let rs = st
+            .regions
+            .iter()
+            .find(|r| r.name == region)
+            .expect("region status");
+        assert_eq!(rs.namespace, namespace);
+        assert_eq!(
+            rs.endpoint.as_deref(),
+            Some(format!("http://{name}.{namespace}.svc:80").as_str())
+        );
+        let cm = Api::<ConfigMap>::namespaced(client.clone(), namespace)
+            .get(&name)
+            .await
+            .expect("configmap");
+        let edge = EdgeConfig::from_yaml(&cm.data.as_ref().expect("data")["edge.yaml"])
+            .expect("edge config");
+        edge.validate().expect("valid edge config");
+        assert_eq!(edge.origin.s3.bucket, "assets");
+        let dep = Api::<Deployment>::namespaced(client.clone(), namespace)
+            .get(&name)
+            .await
+            .expect("deployment");
+        let tmpl = dep.spec.template.clone();
+        let hash = tmpl
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get("kubefront.io/config-hash").cloned());
+        assert_eq!(
+            hash, rs.config_hash,
+            "pod template hash = status configHash"
+        );
+        let c = &tmpl.spec.as_ref().expect("pod").containers[0];
+        assert_eq!(c.image.as_deref(), Some("kubefront/edge:dev"));
+        assert_eq!(
+            c.security_context.as_ref().and_then(|s| s.run_as_user),
+            Some(65532)
+        );
+        let labels = dep.labels();
+        assert_eq!(
+            labels
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str),
+            Some("kubefront-operator")
+        );
+        assert_eq!(
+            labels.get("kubefront.io/distribution").map(String::as_str),
+            Some("site")
+        );
+        assert_eq!(
+            labels.get("kubefront.io/region").map(String::as_str),
+            Some(region)
+        );
+        assert_eq!(
+            !dep.owner_references().is_empty(),
+            local,
+            "owner refs only on local objects"
+        );
+        let managers: Vec<_> = dep
+            .managed_fields()
+            .iter()
+            .filter_map(|m| m.manager.clone())
+            .collect();
+        assert!(
+            managers.iter().any(|m| m == "kubefront-operator"),
+            "{managers:?}"
+        );
+        Api::<Service>::namespaced(client.clone(), namespace)
+            .get(&name)
+            .await
+            .expect("service");
+        Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace)
+            .get(&name)
+            .await
+            .expect("pdb");
+        let mirrored = Api::<Secret>::namespaced(client.clone(), namespace)
+            .get(&name)
+            .await
+            .expect("mirrored secret");
+        assert_eq!(mirrored.data.as_ref().map(|d| d.len()), Some(2));
+    }
+
+    // 6. A no-op reconcile (metadata-only change triggers one) writes nothing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes_before = metric(port, "kubefront_operator_writes_total").await;
+    let reconciles_before = metric(port, "kubefront_operator_reconciles_total").await;
+    dists
+        .patch(
+            "site",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"e2e/poke": "1"}}})),
+        )
+        .await
+        .expect("poke");
+    wait_for("a reconcile after the poke", long, || async move {
+        (metric(port, "kubefront_operator_reconciles_total").await > reconciles_before)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        metric(port, "kubefront_operator_writes_total").await,
+        writes_before,
+        "no-op reconcile wrote"
+    );
+
+    // 7. Drift: a deleted local Deployment and an edited remote Service are repaired.
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let old_uid = deps.get("site-home").await.expect("dep").uid();
+    deps.delete("site-home", &DeleteParams::default())
+        .await
+        .expect("delete deployment");
+    wait_for("local Deployment restored", long, || {
+        let deps = deps.clone();
+        let old_uid = old_uid.clone();
+        async move {
+            deps.get("site-home")
+                .await
+                .ok()
+                .filter(|d| d.uid() != old_uid)
+                .map(|_| ())
+        }
+    })
+    .await;
+    let rsvcs: Api<Service> = Api::namespaced(client.clone(), &remote_ns);
+    rsvcs
+        .patch(
+            "site-far",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"app.kubernetes.io/name": "tampered"}}})),
+        )
+        .await
+        .expect("edit remote service");
+    wait_for("remote Service repaired", long, || {
+        let rsvcs = rsvcs.clone();
+        async move {
+            let s = rsvcs.get("site-far").await.ok()?;
+            (s.labels().get("app.kubernetes.io/name").map(String::as_str) == Some("kubefront-edge"))
+                .then_some(())
+        }
+    })
+    .await;
+
+    // 8. TTL change: new ConfigMap content and a new pod-template hash, in both regions.
+    let old_hash = st
+        .regions
+        .iter()
+        .find(|r| r.name == "far")
+        .and_then(|r| r.config_hash.clone());
+    dists
+        .patch(
+            "site",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"cache": {"defaultTTL": "12h"}}})),
+        )
+        .await
+        .expect("change TTL");
+    let d = wait_for("new config applied", long, || applied(dists.clone())).await;
+    for (region, namespace) in [("home", ns.as_str()), ("far", remote_ns.as_str())] {
+        let name = format!("site-{region}");
+        let cm = Api::<ConfigMap>::namespaced(client.clone(), namespace)
+            .get(&name)
+            .await
+            .expect("cm");
+        let edge = EdgeConfig::from_yaml(&cm.data.expect("data")["edge.yaml"]).expect("edge");
+        assert_eq!(edge.cache.default_ttl.to_string(), "12h");
+        let rs = d
+            .status
+            .as_ref()
+            .and_then(|s| s.regions.iter().find(|r| r.name == region))
+            .expect("rs");
+        assert_ne!(rs.config_hash, old_hash, "hash changed in {region}");
+        let dep = Api::<Deployment>::namespaced(client.clone(), namespace)
+            .get(&name)
+            .await
+            .expect("dep");
+        let hash = dep
+            .spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations)
+            .and_then(|a| a.get("kubefront.io/config-hash").cloned());
+        assert_eq!(hash, rs.config_hash);
+    }
+
+    // 9. Invalid specs are rejected by the API server, naming the field.
+    let invalid = [
+        (
+            json!({"cache": {"minTTL": "2d", "defaultTTL": "1d"}}),
+            "minTTL",
+        ),
+        (json!({"cache": {"defaultTTL": "400d"}}), "defaultTTL"),
+        (
+            json!({"customErrorResponses": [{"errorCode": 418}]}),
+            "errorCode",
+        ),
+        (
+            json!({"behaviors": [{"pathPattern": "/a b"}]}),
+            "pathPattern",
+        ),
+        (
+            json!({"regions": [{"name": "a"}, {"name": "a"}]}),
+            "region names must be unique",
+        ),
+        (json!({"regions": [{"name": "Not_DNS"}]}), "regions[0].name"),
+        (
+            json!({"origin": {"s3": {"region": "x"}}}),
+            "spec.origin.s3.bucket",
+        ),
+        (json!({"cache": {"maxTTL": "1 year"}}), "spec.cache.maxTTL"),
+    ];
+    // Raw JSON, not the typed struct: serde defaults must not fill what the case leaves out.
+    let raw = Api::<kube::api::DynamicObject>::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::api::ApiResource::erase::<Distribution>(&()),
+    );
+    for (i, (patch, field)) in invalid.into_iter().enumerate() {
+        let obj: kube::api::DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "kubefront.io/v1alpha1", "kind": "Distribution",
+            "metadata": {"name": format!("bad-{i}")}, "spec": spec_value(&patch)
+        }))
+        .expect("dynamic");
+        let err = raw
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect_err(&format!("case {i} must be rejected"));
+        let msg = err.to_string();
+        assert!(msg.contains(field), "case {i}: expected {field:?} in {msg}");
+    }
+
+    // 10. Drop the remote region: its objects are pruned.
+    dists
+        .patch(
+            "site",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"regions": [{"name": "home", "replicas": 1}]}})),
+        )
+        .await
+        .expect("drop region");
+    let rdeps: Api<Deployment> = Api::namespaced(client.clone(), &remote_ns);
+    wait_for("remote region pruned", long, || {
+        let (rdeps, client, remote_ns) = (rdeps.clone(), client.clone(), remote_ns.clone());
+        async move {
+            let gone = rdeps.get_opt("site-far").await.ok()?.is_none()
+                && Api::<ConfigMap>::namespaced(client.clone(), &remote_ns)
+                    .get_opt("site-far")
+                    .await
+                    .ok()?
+                    .is_none()
+                && Api::<Secret>::namespaced(client.clone(), &remote_ns)
+                    .get_opt("site-far")
+                    .await
+                    .ok()?
+                    .is_none();
+            gone.then_some(())
+        }
+    })
+    .await;
+    wait_for("status lists one region", long, || {
+        let dists = dists.clone();
+        async move { (dists.get("site").await.ok()?.status?.regions.len() == 1).then_some(()) }
+    })
+    .await;
+
+    // 11. Delete: every region is cleaned up before the Distribution goes.
+    dists
+        .delete("site", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for("Distribution gone", long, || {
+        let dists = dists.clone();
+        async move { dists.get_opt("site").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert!(Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get_opt("site-home")
+        .await
+        .expect("get")
+        .is_none());
+    assert!(Api::<Service>::namespaced(client.clone(), &ns)
+        .get_opt("site-home")
+        .await
+        .expect("get")
+        .is_none());
+    assert!(deps.get_opt("site-home").await.expect("get").is_none());
+    assert!(metric(port, "kubefront_operator_reconciles_total").await > 0.0);
+
+    for n in [&ns, &remote_ns] {
+        let _ = nss.delete(n, &DeleteParams::default()).await;
+    }
+}
+
+/// Deep-merges `patch` into `base` (objects merged, everything else replaced).
+fn merge(base: &mut serde_json::Value, patch: &serde_json::Value) {
+    match (base, patch) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(p)) => {
+            for (k, v) in p {
+                merge(b.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (b, p) => *b = p.clone(),
+    }
+}
+
+/// The raw spec for an invalid case: the minimal valid spec with the patch merged in.
+fn spec_value(patch: &serde_json::Value) -> serde_json::Value {
+    let mut spec = json!({"origin": {"s3": {"bucket": "assets"}}, "regions": [{"name": "a"}]});
+    if patch.get("origin").is_some() {
+        spec["origin"] = json!({"s3": {}});
+    }
+    merge(&mut spec, patch);
+    spec
+}

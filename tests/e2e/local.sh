@@ -88,4 +88,5 @@ KUBEFRONT_CLUSTER_PROVIDER=local \
   KUBEFRONT_EDGE_IMAGE="kubefront/edge:$tag" \
   KUBEFRONT_E2E_MINIO_IMAGE="kubefront-test/minio:$tag" \
   KUBEFRONT_E2E_MC_IMAGE="kubefront-test/mc:$tag" \
+  KUBEFRONT_E2E_APP_IMAGE="${PAUSE_IMAGE:-kubefront-test/pause:1}" \
   tests/e2e/scenario.sh

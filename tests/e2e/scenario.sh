@@ -7,7 +7,8 @@
 #   same API server, other namespace) -> operator Ready, edge pods Running in both namespaces,
 #   Distribution Ready with per-region status -> each region's edge Service: Miss then Hit with
 #   exactly one origin GET -> change a TTL: new config hash, new ReplicaSet -> delete an edge
-#   Deployment: restored -> delete the Distribution: every region cleaned up -> helm uninstall.
+#   Deployment: restored -> delete the Distribution: every region cleaned up -> helm uninstall
+#   -> sidecar mode (examples/sidecar/: the app's Pod reads the bucket through 127.0.0.1:8080).
 #
 # The provider owns the cluster (create, load images, delete); this script owns everything it
 # creates inside it and removes it again, also on failure (after printing diagnostics).
@@ -24,6 +25,8 @@
 #   KUBEFRONT_E2E_DISTRIBUTION      Distribution manifest  [examples/distribution.yaml]
 #   KUBEFRONT_E2E_ORIGIN_METRIC     edge counter of origin requests  [kubefront_edge_origin_requests_total]
 #   KUBEFRONT_E2E_TIMEOUT           seconds per wait  [300]
+#   KUBEFRONT_E2E_APP_IMAGE         stand-in for the app container of examples/sidecar/ (any
+#                                   image that keeps running)  [registry.k8s.io/pause:3.10]
 #   KUBEFRONT_E2E_KEEP=1            keep the objects after a failure (for debugging)
 #   HELM, KUBECTL                   binaries  [$KUBEFRONT_CACHE/bin/{helm,kubectl}, else PATH]
 set -euo pipefail
@@ -38,6 +41,7 @@ edge_image="${KUBEFRONT_EDGE_IMAGE:-kubefront/edge:e2e}"
 minio_image="${KUBEFRONT_E2E_MINIO_IMAGE:-}"
 mc_image="${KUBEFRONT_E2E_MC_IMAGE:-}"
 remote_server="${KUBEFRONT_E2E_REMOTE_SERVER:-https://kubernetes.default.svc}"
+app_image="${KUBEFRONT_E2E_APP_IMAGE:-registry.k8s.io/pause:3.10}"
 distribution_file="${KUBEFRONT_E2E_DISTRIBUTION:-examples/distribution.yaml}"
 origin_metric="${KUBEFRONT_E2E_ORIGIN_METRIC:-kubefront_edge_origin_requests_total}"
 timeout="${KUBEFRONT_E2E_TIMEOUT:-300}"
@@ -49,6 +53,7 @@ kubectl="${KUBECTL:-$KUBEFRONT_CACHE/bin/kubectl}"
 release=kubefront
 system_ns=kubefront-system
 storage_ns=storage
+sidecar_ns=shop
 remote_sa=kubefront-remote
 work=$(mktemp -d)
 # Helm must not read or write the user's configuration.
@@ -137,7 +142,7 @@ diagnostics() {
   echo "=================== diagnostics ($provider) ==================="
   k get nodes -o wide || true
   k get distributions -A -o yaml || true
-  for ns in "$system_ns" "$dist_ns" "${region_namespaces[@]}" "$storage_ns"; do
+  for ns in "$system_ns" "$dist_ns" "${region_namespaces[@]}" "$sidecar_ns" "$storage_ns"; do
     [[ -n $ns ]] || continue
     echo "--- namespace $ns"
     k -n "$ns" get deployments,replicasets,pods,services,configmaps,secrets,pdb,jobs,leases -o wide || true
@@ -179,7 +184,7 @@ teardown() {
   fi
   "$helm" uninstall "$release" -n "$system_ns" --wait --timeout 120s >/dev/null 2>&1 || true
   local ns
-  for ns in "$dist_ns" "${region_namespaces[@]}" "$storage_ns" "$system_ns"; do
+  for ns in "$dist_ns" "${region_namespaces[@]}" "$sidecar_ns" "$storage_ns" "$system_ns"; do
     if [[ -n $ns && $ns != default ]]; then
       k delete namespace "$ns" --ignore-not-found --wait=false >/dev/null 2>&1 || true
     fi
@@ -473,3 +478,36 @@ phase "helm uninstall"
 "$helm" uninstall "$release" -n "$system_ns" --wait --timeout "${timeout}s"
 operator_gone() { ! k -n "$system_ns" get deployment "$release" >/dev/null 2>&1; }
 wait_until "operator Deployment gone" operator_gone
+
+# --- 9. sidecar mode ---------------------------------------------------------------------------
+
+phase "sidecar mode: examples/sidecar with the edge as a native sidecar"
+sidecar_manifest="$work/sidecar.yaml"
+# The example as shipped, with the images under test, one replica and a stand-in app container.
+sed -e "s#image: kubefront/edge:.*#image: $edge_image#" \
+  -e "s#image: registry.example.com/shop/web:.*#image: $app_image#" \
+  -e "s#^  replicas: 2#  replicas: 1#" examples/sidecar/deployment.yaml >"$sidecar_manifest"
+grep -q "image: $edge_image" "$sidecar_manifest" || fail "examples/sidecar/deployment.yaml: edge image not found"
+k apply -f "$sidecar_manifest"
+k apply -f examples/sidecar/s3-credentials.yaml -f examples/sidecar/edge-config.yaml
+k -n "$sidecar_ns" rollout status deployment/shop --timeout="${timeout}s"
+pod=$(k -n "$sidecar_ns" get pods -l app.kubernetes.io/name=shop --field-selector=status.phase=Running -o name | head -1)
+[[ -n $pod ]] || fail "no Running shop pod"
+ready=$(jsonpath "$sidecar_ns" "$pod" '{.status.initContainerStatuses[?(@.name=="assets-cache")].ready}')
+[[ $ready == true ]] || fail "sidecar assets-cache not ready ($ready)"
+# kubectl port-forward connects inside the Pod's network namespace, as the app would: the
+# loopback-only viewer port is reachable there.
+forward "$sidecar_ns" "$pod" 8080
+for want in Miss Hit; do
+  curl -sS -D "$work/h" -o "$work/b" "http://127.0.0.1:$fwd_port/$object"
+  status=$(head -1 "$work/h" | awk '{print $2}')
+  xcache=$(grep -i '^x-cache:' "$work/h" | awk '{print $2}' | tr -d '\r')
+  [[ $status == 200 && $xcache == "$want" ]] || { cat "$work/h" >&2; fail "sidecar: GET /$object -> $status X-Cache '$xcache', want 200 $want"; }
+  [[ $(cat "$work/b") == "$expected_body" ]] || fail "sidecar: body differs from the origin object"
+  echo "sidecar: GET /$object -> $status X-Cache: $xcache"
+done
+stop_forwards
+# The viewer port is not on the Pod IP: only the admin port (probes, metrics) is.
+ports=$(jsonpath "$sidecar_ns" "$pod" '{.spec.initContainers[?(@.name=="assets-cache")].ports[*].containerPort}')
+[[ $ports == 9090 ]] || fail "sidecar declares ports '$ports', want only the admin port 9090"
+k delete namespace "$sidecar_ns" --wait=false >/dev/null

@@ -851,6 +851,7 @@ customErrorResponses:
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn validation_names_the_field() {
         let cases: Vec<(&str, Box<dyn FnOnce(&mut EdgeConfig)>)> = vec![
             ("version", Box::new(|c| c.version = "v9".into())),

@@ -4,3 +4,14 @@
 //! runtime, behind the default `runtime` feature.
 
 pub mod config;
+
+#[cfg(feature = "runtime")]
+pub mod cache;
+#[cfg(feature = "runtime")]
+pub mod origin;
+#[cfg(feature = "runtime")]
+pub mod policy;
+#[cfg(feature = "security")]
+pub mod security;
+#[cfg(feature = "runtime")]
+pub mod server;

@@ -1,0 +1,326 @@
+//! The cache key: the normalized viewer path plus whatever query parameters and request headers
+//! the cache policy lets through (CloudFront's cache key policy).
+//!
+//! Layout: `path [\x01 query] [\x02 name:value ...]`. Paths containing control characters are
+//! rejected during normalization, so the separators are unambiguous and [`key_path`] recovers
+//! the path for invalidation.
+
+use crate::config::{CacheKeyConfig, QueryMode, QueryStrings};
+
+const QUERY_SEP: char = '\u{1}';
+const HEADER_SEP: char = '\u{2}';
+
+/// Why a viewer path cannot be served (always answered with 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("path must start with '/'")]
+    NotAbsolute,
+    #[error("bad percent-encoding")]
+    BadEscape,
+    #[error("path is not valid UTF-8")]
+    NotUtf8,
+    #[error("path contains a control character")]
+    ControlChar,
+    #[error("path contains a '.' or '..' segment")]
+    DotSegment,
+}
+
+/// Percent-decodes and checks a raw request path. Keys map 1:1 onto S3 object keys, so `.`/`..`
+/// segments are refused rather than resolved (a viewer can never step outside the prefix).
+pub fn normalize_path(raw: &str) -> Result<String, PathError> {
+    if !raw.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let decoded = if raw.contains('%') {
+        let bytes = raw.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hi = bytes.get(i + 1).and_then(|b| hex(*b));
+                let lo = bytes.get(i + 2).and_then(|b| hex(*b));
+                match (hi, lo) {
+                    (Some(h), Some(l)) => out.push(h << 4 | l),
+                    _ => return Err(PathError::BadEscape),
+                }
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).map_err(|_| PathError::NotUtf8)?
+    } else {
+        raw.to_owned()
+    };
+    if decoded.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(PathError::ControlChar);
+    }
+    if decoded.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(PathError::DotSegment);
+    }
+    Ok(decoded)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// A compiled cache key policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPolicy {
+    query: QueryPolicy,
+    /// Lower-cased header names, in configured order.
+    headers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum QueryPolicy {
+    None,
+    All,
+    Allow(Vec<String>),
+}
+
+impl KeyPolicy {
+    pub fn new(cfg: &CacheKeyConfig) -> KeyPolicy {
+        let query = match &cfg.query_strings {
+            QueryStrings::Mode(QueryMode::None) => QueryPolicy::None,
+            QueryStrings::Mode(QueryMode::All) => QueryPolicy::All,
+            QueryStrings::Allow(names) => QueryPolicy::Allow(names.clone()),
+        };
+        KeyPolicy {
+            query,
+            headers: cfg.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        }
+    }
+
+    /// Header names (lower case) that are part of the key.
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
+    /// The key for a normalized path; `header` looks up a request header by lower-case name.
+    /// Query parameters are sorted so `?a=1&b=2` and `?b=2&a=1` share an entry.
+    pub fn key<'h>(
+        &self,
+        path: String,
+        query: Option<&str>,
+        header: impl Fn(&str) -> Option<&'h [u8]>,
+    ) -> String {
+        let mut key = path;
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            let mut pairs: Vec<&str> = match &self.query {
+                QueryPolicy::None => Vec::new(),
+                QueryPolicy::All => q.split('&').filter(|p| !p.is_empty()).collect(),
+                QueryPolicy::Allow(names) => q
+                    .split('&')
+                    .filter(|p| {
+                        let name = p.split_once('=').map_or(*p, |(n, _)| n);
+                        names.iter().any(|n| n == name)
+                    })
+                    .collect(),
+            };
+            if !pairs.is_empty() {
+                pairs.sort_unstable();
+                key.push(QUERY_SEP);
+                for (i, p) in pairs.iter().enumerate() {
+                    if i > 0 {
+                        key.push('&');
+                    }
+                    key.push_str(p);
+                }
+            }
+        }
+        for name in &self.headers {
+            if let Some(v) = header(name) {
+                key.push(HEADER_SEP);
+                key.push_str(name);
+                key.push(':');
+                key.push_str(&String::from_utf8_lossy(v));
+            }
+        }
+        key
+    }
+
+    /// Whether anything besides the path is part of the key.
+    pub fn varies(&self) -> bool {
+        self.query != QueryPolicy::None || !self.headers.is_empty()
+    }
+}
+
+/// The normalized path a key was built from.
+pub fn key_path(key: &str) -> &str {
+    match key.find([QUERY_SEP, HEADER_SEP]) {
+        Some(i) => &key[..i],
+        None => key,
+    }
+}
+
+/// An invalidation pattern: an exact path, or a prefix ending in `*` (CloudFront semantics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatcher {
+    Exact(String),
+    Prefix(String),
+}
+
+impl PathMatcher {
+    /// Parses `/a.txt` or `/img/*`; the path is normalized like a viewer path.
+    pub fn parse(pattern: &str) -> Result<PathMatcher, PathError> {
+        match pattern.strip_suffix('*') {
+            Some(prefix) => {
+                let p = if prefix.is_empty() { "/" } else { prefix };
+                Ok(PathMatcher::Prefix(normalize_path(p)?))
+            }
+            None => Ok(PathMatcher::Exact(normalize_path(pattern)?)),
+        }
+    }
+
+    pub fn matches_key(&self, key: &str) -> bool {
+        let path = key_path(key);
+        match self {
+            PathMatcher::Exact(p) => path == p,
+            PathMatcher::Prefix(p) => path.starts_with(p.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(q: QueryStrings, headers: &[&str]) -> KeyPolicy {
+        KeyPolicy::new(&CacheKeyConfig {
+            query_strings: q,
+            headers: headers.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    fn no_headers(_: &str) -> Option<&'static [u8]> {
+        None
+    }
+
+    #[test]
+    fn normalizes_paths() {
+        assert_eq!(normalize_path("/a/b.txt").as_deref(), Ok("/a/b.txt"));
+        assert_eq!(normalize_path("/a%20b.txt").as_deref(), Ok("/a b.txt"));
+        assert_eq!(normalize_path("/%E2%82%AC").as_deref(), Ok("/€"));
+        assert_eq!(normalize_path("/a%2fb").as_deref(), Ok("/a/b"));
+        assert_eq!(normalize_path("//double").as_deref(), Ok("//double"));
+        assert_eq!(normalize_path("/").as_deref(), Ok("/"));
+        assert_eq!(
+            normalize_path("/a.b/..c/c..").as_deref(),
+            Ok("/a.b/..c/c..")
+        );
+    }
+
+    #[test]
+    fn rejects_bad_paths() {
+        let cases = [
+            ("a", PathError::NotAbsolute),
+            ("", PathError::NotAbsolute),
+            ("/%zz", PathError::BadEscape),
+            ("/%4", PathError::BadEscape),
+            ("/%", PathError::BadEscape),
+            ("/%ff", PathError::NotUtf8),
+            ("/a%00b", PathError::ControlChar),
+            ("/a%0Ab", PathError::ControlChar),
+            ("/a%01", PathError::ControlChar),
+            ("/a%7f", PathError::ControlChar),
+            ("/../etc", PathError::DotSegment),
+            ("/a/%2e%2e/b", PathError::DotSegment),
+            ("/a/./b", PathError::DotSegment),
+            ("/a/..", PathError::DotSegment),
+        ];
+        for (raw, err) in cases {
+            assert_eq!(normalize_path(raw), Err(err), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn query_none_ignores_query() {
+        let p = policy(QueryStrings::Mode(QueryMode::None), &[]);
+        assert_eq!(p.key("/a".into(), Some("x=1"), no_headers), "/a");
+        assert!(!p.varies());
+    }
+
+    #[test]
+    fn query_all_sorts_pairs() {
+        let p = policy(QueryStrings::Mode(QueryMode::All), &[]);
+        let a = p.key("/a".into(), Some("b=2&a=1"), no_headers);
+        let b = p.key("/a".into(), Some("a=1&b=2"), no_headers);
+        assert_eq!(a, b);
+        assert_eq!(a, "/a\u{1}a=1&b=2");
+        assert_eq!(p.key("/a".into(), Some(""), no_headers), "/a");
+        assert_eq!(p.key("/a".into(), Some("&&"), no_headers), "/a");
+        assert_ne!(
+            p.key("/a".into(), Some("a=1"), no_headers),
+            p.key("/a".into(), Some("a=2"), no_headers)
+        );
+        assert!(p.varies());
+    }
+
+    #[test]
+    fn query_allowlist_keeps_only_named() {
+        let p = policy(QueryStrings::Allow(vec!["v".into(), "lang".into()]), &[]);
+        assert_eq!(
+            p.key("/a".into(), Some("utm=x&v=3&lang=de&vv=1"), no_headers),
+            "/a\u{1}lang=de&v=3"
+        );
+        assert_eq!(p.key("/a".into(), Some("v"), no_headers), "/a\u{1}v");
+        assert_eq!(p.key("/a".into(), Some("utm=1"), no_headers), "/a");
+    }
+
+    #[test]
+    fn headers_in_key() {
+        let p = policy(
+            QueryStrings::Mode(QueryMode::None),
+            &["Accept-Language", "X-Tenant"],
+        );
+        let k = p.key("/a".into(), None, |n| match n {
+            "accept-language" => Some(&b"de"[..]),
+            _ => None,
+        });
+        assert_eq!(k, "/a\u{2}accept-language:de");
+        let k2 = p.key("/a".into(), None, |n| match n {
+            "accept-language" => Some(&b"de"[..]),
+            "x-tenant" => Some(&b"t1"[..]),
+            _ => None,
+        });
+        assert_eq!(k2, "/a\u{2}accept-language:de\u{2}x-tenant:t1");
+        assert_eq!(key_path(&k2), "/a");
+        assert_eq!(p.headers(), ["accept-language", "x-tenant"]);
+    }
+
+    #[test]
+    fn key_path_recovers_path() {
+        assert_eq!(key_path("/a/b"), "/a/b");
+        assert_eq!(key_path("/a\u{1}q=1\u{2}h:v"), "/a");
+        assert_eq!(key_path("/a?b"), "/a?b");
+    }
+
+    #[test]
+    fn invalidation_patterns() {
+        let exact = PathMatcher::parse("/a.txt").expect("exact");
+        assert!(exact.matches_key("/a.txt"));
+        assert!(exact.matches_key("/a.txt\u{1}v=1"));
+        assert!(!exact.matches_key("/a.txt2"));
+        let prefix = PathMatcher::parse("/img/*").expect("prefix");
+        assert!(prefix.matches_key("/img/a.png"));
+        assert!(prefix.matches_key("/img/"));
+        assert!(!prefix.matches_key("/img"));
+        assert!(!prefix.matches_key("/other/img/a.png"));
+        let all = PathMatcher::parse("*").expect("all");
+        assert!(all.matches_key("/anything"));
+        assert_eq!(
+            PathMatcher::parse("/a%20b"),
+            Ok(PathMatcher::Exact("/a b".into()))
+        );
+        assert!(PathMatcher::parse("nope").is_err());
+        assert!(PathMatcher::parse("/../*").is_err());
+    }
+}

@@ -1,0 +1,235 @@
+//! Command line: every flag also reads `KUBEFRONT_<FLAG>`; flags win over the config file.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use kubefront_edge::config::{ByteSize, Dur, EdgeConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubefront-edge",
+    version,
+    about = "kubefront edge cache in front of a private S3 bucket"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a config file; exits non-zero naming the offending field.
+    CheckConfig { file: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// YAML EdgeConfig file; reloaded when it changes.
+    #[arg(long, env = "KUBEFRONT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Viewer listen address [default: 0.0.0.0:8080].
+    #[arg(long, env = "KUBEFRONT_LISTEN")]
+    pub listen: Option<String>,
+    /// Admin listen address (/healthz, /readyz, /metrics, /invalidate) [default: 0.0.0.0:9090].
+    #[arg(long, env = "KUBEFRONT_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+    #[arg(long, env = "KUBEFRONT_ORIGIN_BUCKET")]
+    pub origin_bucket: Option<String>,
+    /// S3-compatible endpoint URL (MinIO, Garage); AWS when absent.
+    #[arg(long, env = "KUBEFRONT_ORIGIN_ENDPOINT")]
+    pub origin_endpoint: Option<String>,
+    #[arg(long, env = "KUBEFRONT_ORIGIN_REGION")]
+    pub origin_region: Option<String>,
+    /// Path-style bucket addressing (needed by most S3-compatible servers).
+    #[arg(long, env = "KUBEFRONT_ORIGIN_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
+    pub origin_path_style: Option<bool>,
+    /// Key prefix viewer paths are mapped under, e.g. `site/`.
+    #[arg(long, env = "KUBEFRONT_ORIGIN_PREFIX")]
+    pub origin_prefix: Option<String>,
+    #[arg(long, env = "KUBEFRONT_ORIGIN_CONNECT_TIMEOUT")]
+    pub origin_connect_timeout: Option<Dur>,
+    /// Until origin response headers arrive.
+    #[arg(long, env = "KUBEFRONT_ORIGIN_FIRST_BYTE_TIMEOUT")]
+    pub origin_first_byte_timeout: Option<Dur>,
+    /// Whole origin fetch including the body, per attempt.
+    #[arg(long, env = "KUBEFRONT_ORIGIN_TOTAL_TIMEOUT")]
+    pub origin_total_timeout: Option<Dur>,
+    /// Attempts per idempotent origin fetch, including the first.
+    #[arg(long, env = "KUBEFRONT_ORIGIN_MAX_ATTEMPTS")]
+    pub origin_max_attempts: Option<u32>,
+    /// Byte-weighted cache capacity, e.g. 512Mi.
+    #[arg(long, env = "KUBEFRONT_CACHE_MEMORY")]
+    pub cache_memory: Option<ByteSize>,
+    /// Larger objects stream through uncached, e.g. 64Mi.
+    #[arg(long, env = "KUBEFRONT_MAX_OBJECT_SIZE")]
+    pub max_object_size: Option<ByteSize>,
+    #[arg(long, env = "KUBEFRONT_DEFAULT_TTL")]
+    pub default_ttl: Option<Dur>,
+    #[arg(long, env = "KUBEFRONT_MIN_TTL")]
+    pub min_ttl: Option<Dur>,
+    #[arg(long, env = "KUBEFRONT_MAX_TTL")]
+    pub max_ttl: Option<Dur>,
+    #[arg(long, env = "KUBEFRONT_STALE_IF_ERROR")]
+    pub stale_if_error: Option<Dur>,
+    #[arg(long, env = "KUBEFRONT_STALE_WHILE_REVALIDATE")]
+    pub stale_while_revalidate: Option<Dur>,
+    /// How long origin 403/404 answers are cached.
+    #[arg(long, env = "KUBEFRONT_NEGATIVE_TTL")]
+    pub negative_ttl: Option<Dur>,
+    /// Object served for `/`, e.g. index.html.
+    #[arg(long, env = "KUBEFRONT_DEFAULT_ROOT_OBJECT")]
+    pub default_root_object: Option<String>,
+    /// Bearer token for POST /invalidate; the endpoint is disabled without one.
+    #[arg(long, env = "KUBEFRONT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    #[arg(long, env = "KUBEFRONT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// One log line per viewer request.
+    #[arg(long, env = "KUBEFRONT_ACCESS_LOG", action = ArgAction::Set, default_value_t = true)]
+    pub access_log: bool,
+    /// Tokio worker threads [default: number of CPUs]; 1 runs a single-threaded runtime.
+    #[arg(long, env = "KUBEFRONT_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+    /// Signed URLs/cookies, response headers policy, viewer limits.
+    #[command(flatten)]
+    pub security: kubefront_edge::security::cli::SecurityArgs,
+}
+
+impl RunArgs {
+    /// Applies the flags that were given over `cfg`.
+    pub fn apply(&self, cfg: &mut EdgeConfig) {
+        fn set<T: Clone>(dst: &mut T, v: &Option<T>) {
+            if let Some(v) = v {
+                *dst = v.clone();
+            }
+        }
+        set(&mut cfg.server.listen, &self.listen);
+        set(&mut cfg.server.admin_listen, &self.admin_listen);
+        set(&mut cfg.origin.s3.bucket, &self.origin_bucket);
+        if self.origin_endpoint.is_some() {
+            cfg.origin.s3.endpoint.clone_from(&self.origin_endpoint);
+        }
+        set(&mut cfg.origin.s3.region, &self.origin_region);
+        set(&mut cfg.origin.s3.force_path_style, &self.origin_path_style);
+        set(&mut cfg.origin.s3.prefix, &self.origin_prefix);
+        set(
+            &mut cfg.origin.timeouts.connect,
+            &self.origin_connect_timeout,
+        );
+        set(
+            &mut cfg.origin.timeouts.first_byte,
+            &self.origin_first_byte_timeout,
+        );
+        set(&mut cfg.origin.timeouts.total, &self.origin_total_timeout);
+        set(&mut cfg.origin.max_attempts, &self.origin_max_attempts);
+        set(&mut cfg.cache.memory, &self.cache_memory);
+        set(&mut cfg.cache.max_object_size, &self.max_object_size);
+        set(&mut cfg.cache.default_ttl, &self.default_ttl);
+        set(&mut cfg.cache.min_ttl, &self.min_ttl);
+        set(&mut cfg.cache.max_ttl, &self.max_ttl);
+        set(&mut cfg.cache.stale_if_error, &self.stale_if_error);
+        set(
+            &mut cfg.cache.stale_while_revalidate,
+            &self.stale_while_revalidate,
+        );
+        set(&mut cfg.cache.negative_ttl, &self.negative_ttl);
+        if self.default_root_object.is_some() {
+            cfg.default_root_object
+                .clone_from(&self.default_root_object);
+        }
+        self.security.apply(cfg);
+    }
+
+    /// The config to run with: the file (if any), flags over it, validated.
+    pub fn effective(&self, file_text: Option<&str>) -> anyhow::Result<EdgeConfig> {
+        let mut cfg = match file_text {
+            Some(t) => EdgeConfig::from_yaml(t).context("cannot parse config file")?,
+            None => EdgeConfig::for_bucket(""),
+        };
+        self.apply(&mut cfg);
+        if cfg.origin.s3.bucket.is_empty() {
+            return Err(anyhow!(
+                "origin.s3.bucket: required (pass --origin-bucket or set it in --config)"
+            ));
+        }
+        cfg.validate().map_err(|e| anyhow!("invalid config: {e}"))?;
+        // Parse every trusted key now so a bad PEM fails start-up / is a rejected reload.
+        kubefront_edge::security::Security::from_config(&cfg.security)
+            .map_err(|e| anyhow!("invalid config: {e}"))?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("kubefront-edge").chain(args.iter().copied()))
+            .expect("parse")
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let cli = parse(&[
+            "--origin-bucket",
+            "flagbucket",
+            "--origin-path-style",
+            "--cache-memory",
+            "64Mi",
+            "--max-object-size",
+            "1Mi",
+            "--default-ttl",
+            "5m",
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        let cfg = cli
+            .run
+            .effective(Some(
+                "origin: {s3: {bucket: filebucket, region: eu-west-1}}\ncache: {defaultTTL: 1h}",
+            ))
+            .expect("valid");
+        assert_eq!(cfg.origin.s3.bucket, "flagbucket");
+        assert_eq!(cfg.origin.s3.region, "eu-west-1");
+        assert!(cfg.origin.s3.force_path_style);
+        assert_eq!(cfg.cache.memory, ByteSize(64 << 20));
+        assert_eq!(cfg.cache.default_ttl, Dur::secs(300));
+        assert_eq!(cfg.server.listen, "127.0.0.1:0");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = parse(&[]).run.effective(None).expect_err("no bucket");
+        assert!(err.to_string().contains("origin.s3.bucket"), "{err}");
+        let err = parse(&[
+            "--origin-bucket",
+            "bkt",
+            "--min-ttl",
+            "2d",
+            "--default-ttl",
+            "1d",
+        ])
+        .run
+        .effective(None)
+        .expect_err("bad ttl");
+        assert!(err.to_string().contains("cache.minTTL"), "{err}");
+        assert!(Cli::try_parse_from(["kubefront-edge", "--default-ttl", "forever"]).is_err());
+        assert!(Cli::try_parse_from(["kubefront-edge", "--cache-memory", "lots"]).is_err());
+    }
+
+    #[test]
+    fn check_config_subcommand() {
+        let cli = parse(&["check-config", "/tmp/x.yaml"]);
+        assert!(matches!(cli.command, Some(Command::CheckConfig { .. })));
+    }
+}

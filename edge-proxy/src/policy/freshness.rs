@@ -1,0 +1,393 @@
+//! How long an origin answer may be served from cache (RFC 9111 §4.2 as CloudFront applies it):
+//! `s-maxage` > `max-age` > `Expires`; the default TTL only when the origin says nothing; the
+//! result clamped to [minTTL, maxTTL]; `no-store`/`private`/`no-cache` bypass the cache unless
+//! minTTL forces caching.
+
+use std::time::{Duration, SystemTime};
+
+use crate::config::{Behavior, CacheConfig};
+
+/// The TTL bounds that apply to one request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TtlPolicy {
+    pub min: Duration,
+    pub default: Duration,
+    pub max: Duration,
+}
+
+/// The directives of a `Cache-Control` response header that matter to a shared cache.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheControl {
+    pub max_age: Option<u64>,
+    pub s_maxage: Option<u64>,
+    pub no_store: bool,
+    pub no_cache: bool,
+    pub private: bool,
+}
+
+impl CacheControl {
+    /// Parses a `Cache-Control` value. Unknown directives are ignored; an unparsable delta
+    /// becomes 0 (RFC 9111 §1.2.2: treat as stale rather than fresh forever).
+    pub fn parse(value: &str) -> CacheControl {
+        let mut cc = CacheControl::default();
+        for directive in value.split(',') {
+            let directive = directive.trim();
+            if directive.is_empty() {
+                continue;
+            }
+            let (name, arg) = match directive.split_once('=') {
+                Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                None => (directive, None),
+            };
+            let delta = || arg.map(parse_delta).unwrap_or(0);
+            if name.eq_ignore_ascii_case("max-age") {
+                cc.max_age.get_or_insert_with(delta);
+            } else if name.eq_ignore_ascii_case("s-maxage") {
+                cc.s_maxage.get_or_insert_with(delta);
+            } else if name.eq_ignore_ascii_case("no-store") {
+                cc.no_store = true;
+            } else if name.eq_ignore_ascii_case("no-cache") {
+                cc.no_cache = true;
+            } else if name.eq_ignore_ascii_case("private") {
+                cc.private = true;
+            }
+        }
+        cc
+    }
+}
+
+/// Delta-seconds; values beyond 2^31 are capped as RFC 9111 §1.2.2 allows.
+fn parse_delta(s: &str) -> u64 {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return 0;
+    }
+    s.parse::<u64>().unwrap_or(u64::MAX).min(1 << 31)
+}
+
+/// What to do with a cacheable (200/304) origin answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Store, fresh for `ttl` from the moment the origin produced it.
+    Store { ttl: Duration },
+    /// Pass to the viewer without storing.
+    Bypass,
+}
+
+/// The freshness inputs taken from an origin response.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OriginFreshness {
+    pub cache_control: Option<CacheControl>,
+    /// `Expires`, already parsed; an unparsable `Expires` must be passed as `UNIX_EPOCH`
+    /// (RFC 9111 §5.3: invalid dates mean "already expired").
+    pub expires: Option<SystemTime>,
+    /// The origin's `Date`; `now` is used when absent.
+    pub date: Option<SystemTime>,
+}
+
+/// Decides storage and TTL for one origin answer under `policy`.
+pub fn decide(policy: &TtlPolicy, origin: &OriginFreshness, now: SystemTime) -> Decision {
+    let cc = origin.cache_control.unwrap_or_default();
+    if cc.no_store || cc.private || cc.no_cache {
+        return if policy.min.is_zero() {
+            Decision::Bypass
+        } else {
+            Decision::Store { ttl: policy.min }
+        };
+    }
+    let from_origin = cc
+        .s_maxage
+        .or(cc.max_age)
+        .map(Duration::from_secs)
+        .or_else(|| {
+            origin.expires.map(|exp| {
+                exp.duration_since(origin.date.unwrap_or(now))
+                    .unwrap_or(Duration::ZERO)
+            })
+        });
+    let ttl = match from_origin {
+        Some(t) => t.clamp(policy.min, policy.max.max(policy.min)),
+        None => policy.default,
+    };
+    Decision::Store { ttl }
+}
+
+/// Parses an HTTP date, mapping garbage to `UNIX_EPOCH` ("already expired").
+pub fn parse_expires(value: &str) -> SystemTime {
+    httpdate::parse_http_date(value.trim()).unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// The age of a stored answer: what it had when stored plus the time resident here.
+pub fn current_age(initial_age: Duration, resident: Duration) -> Duration {
+    initial_age.saturating_add(resident)
+}
+
+/// Whether the answer is still fresh.
+pub fn is_fresh(ttl: Duration, age: Duration) -> bool {
+    age < ttl
+}
+
+/// Per-path TTL policies: behaviors in order, first match wins, the cache policy otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPolicies {
+    behaviors: Vec<(String, TtlPolicy)>,
+    default: TtlPolicy,
+}
+
+impl PathPolicies {
+    pub fn new(cache: &CacheConfig, behaviors: &[Behavior]) -> PathPolicies {
+        let default = TtlPolicy {
+            min: cache.min_ttl.as_duration(),
+            default: cache.default_ttl.as_duration(),
+            max: cache.max_ttl.as_duration(),
+        };
+        let behaviors = behaviors
+            .iter()
+            .map(|b| {
+                let pattern = if b.path_pattern.starts_with('/') || b.path_pattern.starts_with('*')
+                {
+                    b.path_pattern.clone()
+                } else {
+                    format!("/{}", b.path_pattern)
+                };
+                let policy = TtlPolicy {
+                    min: b.min_ttl.map_or(default.min, |d| d.as_duration()),
+                    default: b.default_ttl.map_or(default.default, |d| d.as_duration()),
+                    max: b.max_ttl.map_or(default.max, |d| d.as_duration()),
+                };
+                (pattern, policy)
+            })
+            .collect();
+        PathPolicies { behaviors, default }
+    }
+
+    /// The policy for a normalized viewer path (starting with `/`).
+    pub fn for_path(&self, path: &str) -> &TtlPolicy {
+        self.behaviors
+            .iter()
+            .find(|(p, _)| path_matches(p, path))
+            .map_or(&self.default, |(_, policy)| policy)
+    }
+}
+
+/// CloudFront path-pattern match: `*` is any run of characters (including `/`), `?` exactly one.
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    let (p, s) = (pattern.as_bytes(), path.as_bytes());
+    let (mut pi, mut si) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) && p[pi] != b'*' {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, si));
+            pi += 1;
+        } else if let Some((sp, ss)) = star {
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Dur;
+
+    const H: u64 = 3600;
+
+    fn policy(min: u64, default: u64, max: u64) -> TtlPolicy {
+        TtlPolicy {
+            min: Duration::from_secs(min),
+            default: Duration::from_secs(default),
+            max: Duration::from_secs(max),
+        }
+    }
+
+    fn cc(s: &str) -> OriginFreshness {
+        OriginFreshness {
+            cache_control: Some(CacheControl::parse(s)),
+            ..Default::default()
+        }
+    }
+
+    fn store(secs: u64) -> Decision {
+        Decision::Store {
+            ttl: Duration::from_secs(secs),
+        }
+    }
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    #[test]
+    fn parses_cache_control_directives() {
+        let c = CacheControl::parse(r#"public, max-age=60, S-MAXAGE="120", no-cache, private="x""#);
+        assert_eq!(c.max_age, Some(60));
+        assert_eq!(c.s_maxage, Some(120));
+        assert!(c.no_cache && c.private && !c.no_store);
+        assert!(CacheControl::parse("no-store").no_store);
+        assert_eq!(CacheControl::parse("max-age=abc").max_age, Some(0));
+        assert_eq!(CacheControl::parse("max-age").max_age, Some(0));
+        assert_eq!(CacheControl::parse("max-age=-5").max_age, Some(0));
+        assert_eq!(
+            CacheControl::parse("max-age=99999999999999999999999").max_age,
+            Some(1 << 31)
+        );
+        assert_eq!(
+            CacheControl::parse("max-age=5, max-age=10").max_age,
+            Some(5)
+        );
+        assert_eq!(CacheControl::parse(" , ,,"), CacheControl::default());
+        assert_eq!(CacheControl::parse(""), CacheControl::default());
+    }
+
+    #[test]
+    fn s_maxage_beats_max_age_beats_expires() {
+        let p = policy(0, H, 365 * 24 * H);
+        let mut o = cc("max-age=60, s-maxage=120");
+        o.expires = Some(now() + Duration::from_secs(999));
+        assert_eq!(decide(&p, &o, now()), store(120));
+        let mut o = cc("max-age=60");
+        o.expires = Some(now() + Duration::from_secs(999));
+        assert_eq!(decide(&p, &o, now()), store(60));
+        let o = OriginFreshness {
+            expires: Some(now() + Duration::from_secs(999)),
+            ..Default::default()
+        };
+        assert_eq!(decide(&p, &o, now()), store(999));
+    }
+
+    #[test]
+    fn expires_is_relative_to_origin_date() {
+        let p = policy(0, H, 365 * 24 * H);
+        let o = OriginFreshness {
+            cache_control: None,
+            expires: Some(now() + Duration::from_secs(100)),
+            date: Some(now() + Duration::from_secs(40)),
+        };
+        assert_eq!(decide(&p, &o, now()), store(60));
+        // Expires in the past (or garbage) is already expired, not "default".
+        let o = OriginFreshness {
+            expires: Some(parse_expires("0")),
+            ..Default::default()
+        };
+        assert_eq!(decide(&p, &o, now()), store(0));
+        assert_eq!(
+            parse_expires("Sun, 06 Nov 1994 08:49:37 GMT"),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777)
+        );
+    }
+
+    #[test]
+    fn default_ttl_only_when_origin_is_silent() {
+        let p = policy(0, 86_400, 365 * 86_400);
+        assert_eq!(
+            decide(&p, &OriginFreshness::default(), now()),
+            store(86_400)
+        );
+        assert_eq!(decide(&p, &cc("public"), now()), store(86_400));
+        assert_eq!(decide(&p, &cc("max-age=0"), now()), store(0));
+    }
+
+    #[test]
+    fn clamps_to_min_and_max() {
+        let p = policy(30, 60, 600);
+        assert_eq!(decide(&p, &cc("max-age=5"), now()), store(30));
+        assert_eq!(decide(&p, &cc("max-age=100"), now()), store(100));
+        assert_eq!(decide(&p, &cc("max-age=100000"), now()), store(600));
+        assert_eq!(decide(&p, &cc("s-maxage=100000"), now()), store(600));
+    }
+
+    #[test]
+    fn no_store_private_no_cache_bypass_unless_min_ttl() {
+        for directive in ["no-store", "private", "no-cache", "max-age=60, private"] {
+            assert_eq!(
+                decide(&policy(0, 60, 600), &cc(directive), now()),
+                Decision::Bypass,
+                "{directive}"
+            );
+            assert_eq!(
+                decide(&policy(10, 60, 600), &cc(directive), now()),
+                store(10),
+                "{directive}"
+            );
+        }
+    }
+
+    #[test]
+    fn age_and_freshness() {
+        let a = current_age(Duration::from_secs(5), Duration::from_secs(10));
+        assert_eq!(a, Duration::from_secs(15));
+        assert!(is_fresh(Duration::from_secs(16), a));
+        assert!(!is_fresh(Duration::from_secs(15), a));
+        assert!(!is_fresh(Duration::ZERO, Duration::ZERO));
+        assert_eq!(
+            current_age(Duration::MAX, Duration::from_secs(1)),
+            Duration::MAX
+        );
+    }
+
+    #[test]
+    fn path_patterns() {
+        let cases = [
+            ("*", "/anything/at/all", true),
+            ("/static/*", "/static/a.js", true),
+            ("/static/*", "/static/", true),
+            ("/static/*", "/static", false),
+            ("/static/*", "/other/static/a.js", false),
+            ("/*.jpg", "/a/b/c.jpg", true),
+            ("/*.jpg", "/a/b/c.jpeg", false),
+            ("/img/?.png", "/img/a.png", true),
+            ("/img/?.png", "/img/ab.png", false),
+            ("/a*b*c", "/aXXbYYc", true),
+            ("/a*b*c", "/aXXbYY", false),
+            ("/exact.html", "/exact.html", true),
+            ("/exact.html", "/exact.htm", false),
+            ("/**", "/x", true),
+        ];
+        for (p, s, want) in cases {
+            assert_eq!(path_matches(p, s), want, "{p} vs {s}");
+        }
+    }
+
+    #[test]
+    fn behaviors_first_match_wins() {
+        let cache = CacheConfig::default();
+        let b = |pat: &str, d: u64| Behavior {
+            path_pattern: pat.into(),
+            min_ttl: None,
+            default_ttl: Some(Dur::secs(d)),
+            max_ttl: None,
+        };
+        let pp = PathPolicies::new(
+            &cache,
+            &[b("/static/*", 100), b("static/img/*", 200), b("*.css", 300)],
+        );
+        assert_eq!(
+            pp.for_path("/static/img/a.png").default,
+            Duration::from_secs(100)
+        );
+        assert_eq!(pp.for_path("/x.css").default, Duration::from_secs(300));
+        assert_eq!(
+            pp.for_path("/x.js").default,
+            cache.default_ttl.as_duration()
+        );
+        let pp = PathPolicies::new(&cache, &[b("static/img/*", 200)]);
+        assert_eq!(
+            pp.for_path("/static/img/a.png").default,
+            Duration::from_secs(200)
+        );
+        assert_eq!(
+            pp.for_path("/static/a.png").min,
+            cache.min_ttl.as_duration()
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! The admin listener: health, readiness, metrics and authenticated invalidation.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::Edge;
+use crate::cache::key::PathMatcher;
+
+/// Largest invalidation request body accepted.
+const MAX_INVALIDATION_BODY: usize = 1 << 20;
+/// Most paths per invalidation request (CloudFront allows 3000 per batch).
+const MAX_INVALIDATION_PATHS: usize = 3000;
+
+pub fn router(edge: Arc<Edge>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/invalidate", post(invalidate))
+        .with_state(edge)
+}
+
+async fn readyz(State(edge): State<Arc<Edge>>) -> Response {
+    if edge.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "origin not reached yet\n").into_response()
+    }
+}
+
+async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
+    let store = &edge.current.load().store;
+    store.run_pending_tasks().await;
+    edge.metrics
+        .cache_entries
+        .set(i64::try_from(store.entry_count()).unwrap_or(i64::MAX));
+    edge.metrics
+        .cache_weighted_bytes
+        .set(i64::try_from(store.weighted_size()).unwrap_or(i64::MAX));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        edge.metrics.encode(),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidationRequest {
+    paths: Vec<String>,
+}
+
+/// Constant-time bearer token check.
+fn authorized(edge: &Edge, headers: &HeaderMap) -> Option<bool> {
+    let token = edge.admin_token.as_ref()?;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    Some(bool::from(given.as_bytes().ct_eq(token.as_bytes())))
+}
+
+async fn invalidate(State(edge): State<Arc<Edge>>, headers: HeaderMap, body: Bytes) -> Response {
+    match authorized(&edge, &headers) {
+        None => {
+            return json(
+                StatusCode::NOT_FOUND,
+                r#"{"error":"invalidation disabled: no admin token configured"}"#.into(),
+            )
+        }
+        Some(false) => {
+            return json(
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":"bad or missing bearer token"}"#.into(),
+            )
+        }
+        Some(true) => {}
+    }
+    if body.len() > MAX_INVALIDATION_BODY {
+        return json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            r#"{"error":"body too large"}"#.into(),
+        );
+    }
+    let req: InvalidationRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": format!("bad JSON: {e}")}).to_string(),
+            )
+        }
+    };
+    if req.paths.is_empty() || req.paths.len() > MAX_INVALIDATION_PATHS {
+        return json(
+            StatusCode::BAD_REQUEST,
+            format!(r#"{{"error":"paths must list 1 to {MAX_INVALIDATION_PATHS} paths"}}"#),
+        );
+    }
+    let mut matchers = Vec::with_capacity(req.paths.len());
+    for p in &req.paths {
+        match PathMatcher::parse(p) {
+            Ok(m) => matchers.push(m),
+            Err(e) => {
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({"error": format!("bad path {p:?}: {e}")}).to_string(),
+                )
+            }
+        }
+    }
+    // Fetches already in flight must not store what they got from before the invalidation.
+    edge.invalidation_epoch.fetch_add(1, Ordering::AcqRel);
+    let generation = edge.current.load_full();
+    let root = generation.settings.default_root.clone();
+    for m in &matchers {
+        generation.store.invalidate(m).await;
+        // `/` is served from the default root object; invalidating one covers the other.
+        if let (PathMatcher::Exact(p), Some(root)) = (m, &root) {
+            if p == "/" {
+                generation
+                    .store
+                    .invalidate(&PathMatcher::Exact(root.clone()))
+                    .await;
+            }
+        }
+    }
+    edge.metrics.invalidations.inc_by(matchers.len() as u64);
+    tracing::info!(paths = ?req.paths, "invalidated");
+    json(
+        StatusCode::OK,
+        format!(r#"{{"invalidated":{}}}"#, matchers.len()),
+    )
+}
+
+fn json(status: StatusCode, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    r
+}

@@ -1,0 +1,150 @@
+//! Prometheus metrics for the admin port.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// How a viewer request was answered (the `cache` label).
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum CacheLabel {
+    hit,
+    miss,
+    refresh_hit,
+    stale,
+    error,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub cache: CacheLabel,
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub response_bytes: Counter,
+    pub origin_requests: Family<OutcomeLabels, Counter>,
+    pub origin_errors: Family<KindLabels, Counter>,
+    pub origin_duration: Histogram,
+    pub cache_entries: Gauge,
+    pub cache_weighted_bytes: Gauge,
+    pub collapsed: Counter,
+    pub invalidations: Counter,
+    pub config_reloads: Family<ResultLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("kubefront_edge");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Viewer requests by cache outcome and status code",
+            requests.clone(),
+        );
+        let response_bytes = Counter::default();
+        registry.register(
+            "response_body_bytes",
+            "Response body bytes sent to viewers",
+            response_bytes.clone(),
+        );
+        let origin_requests = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "origin_requests",
+            "Origin fetches by outcome",
+            origin_requests.clone(),
+        );
+        let origin_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "origin_errors",
+            "Failed origin fetches by kind",
+            origin_errors.clone(),
+        );
+        let origin_duration = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
+        registry.register(
+            "origin_request_duration_seconds",
+            "Time until origin response headers",
+            origin_duration.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register(
+            "cache_entries",
+            "Entries in the cache",
+            cache_entries.clone(),
+        );
+        let cache_weighted_bytes = Gauge::default();
+        registry.register(
+            "cache_weighted_bytes",
+            "Weighted bytes held by the cache",
+            cache_weighted_bytes.clone(),
+        );
+        let collapsed = Counter::default();
+        registry.register(
+            "collapsed_requests",
+            "Requests that waited on another request's origin fetch instead of fetching",
+            collapsed.clone(),
+        );
+        let invalidations = Counter::default();
+        registry.register(
+            "invalidations",
+            "Invalidation paths applied",
+            invalidations.clone(),
+        );
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config file reloads",
+            config_reloads.clone(),
+        );
+        crate::security::SecurityMetrics::shared().register(&mut registry);
+        Metrics {
+            registry,
+            requests,
+            response_bytes,
+            origin_requests,
+            origin_errors,
+            origin_duration,
+            cache_entries,
+            cache_weighted_bytes,
+            collapsed,
+            invalidations,
+            config_reloads,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}

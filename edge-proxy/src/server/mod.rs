@@ -1,0 +1,212 @@
+//! The running edge: shared state, the viewer listener (hyper HTTP/1.1, keep-alive) and the
+//! admin listener, with graceful shutdown.
+
+pub mod admin;
+pub mod body;
+pub mod fetch;
+pub mod metrics;
+pub mod reload;
+pub mod viewer;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::cache::entry::StaleWindows;
+use crate::cache::key::KeyPolicy;
+use crate::cache::Store;
+use crate::config::{CustomErrorResponse, EdgeConfig};
+use crate::origin::OriginClient;
+use crate::policy::freshness::PathPolicies;
+
+/// The config compiled into what the request path needs.
+pub struct Settings {
+    pub config: EdgeConfig,
+    pub key_policy: KeyPolicy,
+    pub ttl: PathPolicies,
+    pub windows: StaleWindows,
+    pub negative_ttl: Duration,
+    pub max_object_size: u64,
+    /// `/index.html` for `defaultRootObject: index.html`.
+    pub default_root: Option<String>,
+    pub error_responses: Vec<CustomErrorResponse>,
+    /// Bound on how long a request waits for a shared origin fetch.
+    pub collapse_wait: Duration,
+    /// Signed URLs/cookies, viewer limits, response headers policy (`config.security`).
+    pub security: Arc<crate::security::Security>,
+}
+
+impl Settings {
+    pub fn new(config: EdgeConfig) -> Settings {
+        let cache = &config.cache;
+        let t = &config.origin.timeouts;
+        let attempts = config.origin.max_attempts.max(1);
+        let per_attempt = t.connect.as_duration() + t.first_byte.as_duration();
+        Settings {
+            key_policy: KeyPolicy::new(&cache.key),
+            ttl: PathPolicies::new(cache, &config.behaviors),
+            windows: StaleWindows {
+                stale_if_error: cache.stale_if_error.as_duration(),
+                stale_while_revalidate: cache.stale_while_revalidate.as_duration(),
+            },
+            negative_ttl: cache.negative_ttl.as_duration(),
+            max_object_size: cache.max_object_size.0,
+            default_root: config.default_root_object.as_ref().map(|r| format!("/{r}")),
+            error_responses: config.custom_error_responses.clone(),
+            collapse_wait: (per_attempt * attempts).max(t.total.as_duration())
+                + Duration::from_secs(2),
+            // Keys were checked when the config was accepted; if they still fail, signed paths
+            // refuse everyone rather than open up.
+            security: Arc::new(
+                crate::security::Security::from_config(&config.security).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "security config unusable; signed paths refuse all");
+                    crate::security::Security::fail_closed(&config.security)
+                }),
+            ),
+            config,
+        }
+    }
+
+    pub fn error_response(&self, code: u16) -> Option<&CustomErrorResponse> {
+        self.error_responses.iter().find(|e| e.error_code == code)
+    }
+}
+
+/// Everything replaced together on a reload.
+pub struct Generation {
+    pub settings: Settings,
+    pub origin: Arc<dyn OriginClient>,
+    pub store: Store,
+}
+
+/// Process-wide state shared by all requests.
+pub struct Edge {
+    pub current: ArcSwap<Generation>,
+    pub inflight: fetch::Inflight,
+    pub metrics: metrics::Metrics,
+    ready: AtomicBool,
+    /// Bumped by every invalidation; fetches started earlier do not store their result.
+    pub invalidation_epoch: AtomicU64,
+    pub admin_token: Option<String>,
+    pub access_log: bool,
+}
+
+impl Edge {
+    pub fn new(generation: Generation, admin_token: Option<String>, access_log: bool) -> Edge {
+        Edge {
+            current: ArcSwap::from_pointee(generation),
+            inflight: fetch::Inflight::default(),
+            metrics: metrics::Metrics::new(),
+            ready: AtomicBool::new(false),
+            invalidation_epoch: AtomicU64::new(0),
+            admin_token: admin_token.filter(|t| !t.is_empty()),
+            access_log,
+        }
+    }
+
+    pub fn mark_ready(&self) {
+        if !self.ready.load(Ordering::Relaxed) {
+            self.ready.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}
+
+/// Probes the origin until it answers once, so `/readyz` turns green without viewer traffic.
+pub async fn probe_until_ready(edge: Arc<Edge>) {
+    let mut delay = Duration::from_millis(200);
+    while !edge.is_ready() {
+        let origin = edge.current.load().origin.clone();
+        match origin.probe().await {
+            Ok(()) => {
+                tracing::info!("origin reachable");
+                edge.mark_ready();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "origin probe failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Serves viewers on `listener` until `shutdown` resolves, then drains for up to `grace`.
+pub async fn serve_viewer(
+    edge: Arc<Edge>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    // Limits are taken at start (like the listen address, not changed by a reload).
+    let limits = edge.current.load().settings.security.limits;
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections as usize));
+    let mut http = http1::Builder::new();
+    http.keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout.as_duration())
+        .max_buf_size(64 * 1024)
+        .max_headers(100);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        // At most maxConnections open viewer connections; the rest wait in the accept queue.
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let edge = edge.clone();
+                let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(crate::security::ViewerAddr(peer));
+                    let edge = edge.clone();
+                    async move { Ok::<_, Infallible>(viewer::handle(edge, req).await) }
+                });
+                let conn = http.serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "viewer connection ended with error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!(
+        connections = graceful.count(),
+        "draining viewer connections"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace elapsed with connections still open");
+    }
+}

@@ -32,8 +32,13 @@ if [[ -n ${KUBEFRONT_E2E_BIN_DIR:-} ]]; then
   out_dir=$KUBEFRONT_E2E_BIN_DIR
   phase "binaries from $out_dir"
 else
-  phase "cargo build --profile $profile --locked -p kubefront-operator -p kubefront-edge"
-  nice -n 10 cargo build --profile "$profile" --locked -j 2 -p kubefront-operator -p kubefront-edge
+  # One package per cargo invocation, exactly as the Dockerfiles build them: building both at once
+  # unifies their dependencies' features (rustls gets both ring and aws-lc-rs) and yields an
+  # operator that panics at startup choosing a CryptoProvider.
+  for crate in kubefront-operator kubefront-edge; do
+    phase "cargo build --profile $profile --locked -p $crate"
+    nice -n 10 cargo build --profile "$profile" --locked -j 2 -p "$crate"
+  done
   target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
   out_dir="$target_dir/$profile"
   [[ $profile != dev ]] || out_dir="$target_dir/debug"

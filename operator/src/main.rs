@@ -16,7 +16,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{watcher, Controller};
+use kube::runtime::{controller, watcher, Controller};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
@@ -66,6 +66,9 @@ struct RunArgs {
     watch_namespace: Option<String>,
     #[arg(long, env = "KUBEFRONT_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Distributions reconciled at once; bounds the load on every region's API server.
+    #[arg(long, env = "KUBEFRONT_CONCURRENCY", default_value_t = 8)]
+    concurrency: u16,
 }
 
 #[tokio::main]
@@ -258,6 +261,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let owned = || watcher::Config::default().labels(MANAGED_SELECTOR);
     tracing::info!(edge_image = %args.edge_image, namespace = ?args.watch_namespace, "starting controller");
     Controller::new(dists, watcher::Config::default().any_semantic())
+        .with_config(
+            controller::Config::default()
+                .concurrency(args.concurrency)
+                .debounce(Duration::from_millis(500)),
+        )
         .watches(Api::<Deployment>::all(client.clone()), owned(), |o| {
             reconcile::owner_of(&o)
         })

@@ -456,11 +456,10 @@ async fn slow_clients_connection_floods_poisoning_and_junk() {
     }
     let mut five_hundreds = Vec::new();
     for chunk in junk.chunks(8) {
-        let replies: Vec<RawReply> = futures_join(
-            chunk
-                .iter()
-                .map(|j| raw_exchange(addr, j, Duration::from_secs(3))),
-        )
+        let replies: Vec<RawReply> = futures_join(chunk.iter().map(|j| {
+            let j = j.clone();
+            async move { raw_exchange(addr, &j, Duration::from_secs(3)).await }
+        }))
         .await;
         for (bytes, r) in chunk.iter().zip(replies) {
             if r.status.is_some_and(|c| c >= 500 && c != 505) {

@@ -65,7 +65,7 @@ pub struct SignedPath {
 
 /// The viewer IP defaults to the TCP peer. Behind a load balancer, name the header it sets and
 /// how many proxies (counted from the right of `X-Forwarded-For`) are trusted.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientIpConfig {
     /// e.g. `X-Forwarded-For`; absent means the TCP peer address.
@@ -79,6 +79,15 @@ pub struct ClientIpConfig {
 
 fn default_trusted_hops() -> u32 {
     1
+}
+
+impl Default for ClientIpConfig {
+    fn default() -> Self {
+        Self {
+            header: None,
+            trusted_hops: default_trusted_hops(),
+        }
+    }
 }
 
 impl ClientIpConfig {

@@ -165,14 +165,12 @@ impl ResponseHeadersPolicy {
     pub fn apply(&self, request: &HeaderMap, response: &mut HeaderMap) {
         self.apply_fixed(response);
         let Some(cors) = &self.cors else { return };
-        // The policy is the only source of CORS answers.
+        // The policy is the only source of CORS answers (preflight-only headers are left to
+        // `preflight`, whose answer passes through here too).
         for h in [
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            header::ACCESS_CONTROL_MAX_AGE,
         ] {
             response.remove(h);
         }

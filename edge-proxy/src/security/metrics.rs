@@ -44,6 +44,13 @@ impl SecurityMetrics {
         m
     }
 
+    /// The process-wide set: counters survive config reloads (every compiled `Security` shares
+    /// it), and the edge registers it once.
+    pub fn shared() -> &'static SecurityMetrics {
+        static SHARED: std::sync::OnceLock<SecurityMetrics> = std::sync::OnceLock::new();
+        SHARED.get_or_init(SecurityMetrics::new)
+    }
+
     /// Registers under the registry's prefix (the edge uses `kubefront_edge`).
     pub fn register(&self, registry: &mut Registry) {
         registry.register(

@@ -6,6 +6,8 @@
 //! request and [`ResponseHeadersPolicy::apply`] per response.
 
 pub mod b64;
+#[cfg(feature = "runtime")]
+pub mod cli;
 pub mod headers;
 pub mod keys;
 pub mod limits;
@@ -27,6 +29,10 @@ pub use headers::{Preflight, ResponseHeadersPolicy};
 pub use keys::{HashAlgorithm, PublicKey};
 pub use metrics::SecurityMetrics;
 pub use signed::{Allowed, DenyReason, SignatureGate, SignedRequest};
+
+/// The viewer's TCP peer address, put into request extensions by the accept loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewerAddr(pub std::net::SocketAddr);
 
 /// Why the security section cannot be put into force.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +104,7 @@ impl Default for Security {
             headers: ResponseHeadersPolicy::default(),
             limits: ViewerLimits::default(),
             client_ip: ClientIpConfig::default(),
-            metrics: SecurityMetrics::new(),
+            metrics: SecurityMetrics::shared().clone(),
         }
     }
 }
@@ -160,8 +166,29 @@ impl Security {
             headers: ResponseHeadersPolicy::from_config(&cfg.response_headers)?,
             limits: cfg.limits,
             client_ip: cfg.client_ip.clone(),
-            metrics: SecurityMetrics::new(),
+            metrics: SecurityMetrics::shared().clone(),
         })
+    }
+
+    /// The policy to run when `from_config` failed at a point where the edge cannot refuse to
+    /// run (a reload that passed validation): every signed path refuses every request
+    /// (`unknown-key`), public paths keep working. Fails closed, never open.
+    pub fn fail_closed(cfg: &SecurityConfig) -> Self {
+        let rules = cfg
+            .signed_paths
+            .iter()
+            .map(|p| signed::SignedPathRule {
+                pattern: p.path_pattern.clone(),
+                keys: HashMap::new(),
+            })
+            .collect();
+        Self {
+            gate: SignatureGate { rules },
+            headers: ResponseHeadersPolicy::from_config(&cfg.response_headers).unwrap_or_default(),
+            limits: cfg.limits,
+            client_ip: cfg.client_ip.clone(),
+            metrics: SecurityMetrics::shared().clone(),
+        }
     }
 
     /// Size limits: call first, before parsing anything else of the request.
@@ -382,6 +409,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("host", "cdn.example.com".parse().expect("host"));
         let peer: IpAddr = "127.0.0.1".parse().expect("ip");
+        let unknown_key = || {
+            s.metrics
+                .signed_requests
+                .get_or_create(&metrics::ResultLabel {
+                    result: "unknown-key",
+                })
+                .get()
+        };
+        let before = unknown_key();
         let r = s
             .authorize_at(&uri, &h, "/private/a", peer, 0)
             .expect_err("unknown key");
@@ -406,14 +442,25 @@ mod tests {
                 .stripped_uri,
             Some("/public/a".parse().expect("uri"))
         );
-        let c = s
-            .metrics
-            .signed_requests
-            .get_or_create(&metrics::ResultLabel {
-                result: "unknown-key",
-            })
-            .get();
-        assert_eq!(c, 1);
+        // Shared, process-wide counters: other tests may count too.
+        assert!(unknown_key() > before);
+    }
+
+    #[test]
+    fn fail_closed_refuses_signed_paths_only() {
+        let s = Security::fail_closed(&config());
+        let mut h = HeaderMap::new();
+        h.insert("host", "cdn.example.com".parse().expect("host"));
+        let peer: IpAddr = "127.0.0.1".parse().expect("ip");
+        let uri: Uri = "/private/a?Expires=1&Signature=abc&Key-Pair-Id=KA"
+            .parse()
+            .expect("uri");
+        let r = s
+            .authorize_at(&uri, &h, "/private/a", peer, 0)
+            .expect_err("closed");
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let public: Uri = "/public/a".parse().expect("uri");
+        assert!(s.authorize_at(&public, &h, "/public/a", peer, 0).is_ok());
     }
 
     #[test]

@@ -80,6 +80,80 @@ impl http_body::Body for EdgeBody {
     }
 }
 
+/// Requests whose response (including its body) is still being sent; shutdown waits for
+/// these before closing connections, so a long stream-through is not cut short.
+#[derive(Default)]
+pub struct ActiveRequests {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl ActiveRequests {
+    pub fn enter(self: &std::sync::Arc<Self>) -> RequestGuard {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        RequestGuard(self.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Resolves once no request is active.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Marks one request active until dropped (with its response body).
+pub struct RequestGuard(std::sync::Arc<ActiveRequests>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// A response body that keeps its request counted as active until fully sent or dropped.
+pub struct TrackedBody {
+    pub inner: EdgeBody,
+    pub _guard: RequestGuard,
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = OriginError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, OriginError>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Skips `skip` bytes and yields at most `take` bytes of a stream (a range over a pass-through).
 pub fn slice_stream(body: OriginBody, skip: u64, take: u64) -> OriginBody {
     let s = futures::stream::unfold(

@@ -158,6 +158,7 @@ pub async fn serve_viewer(
         .max_buf_size(64 * 1024)
         .max_headers(100);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let active = Arc::new(body::ActiveRequests::default());
     tokio::pin!(shutdown);
     loop {
         // At most maxConnections open viewer connections; the rest wait in the accept queue.
@@ -181,10 +182,15 @@ pub async fn serve_viewer(
                 };
                 let _ = stream.set_nodelay(true);
                 let edge = edge.clone();
+                let active = active.clone();
                 let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(crate::security::ViewerAddr(peer));
                     let edge = edge.clone();
-                    async move { Ok::<_, Infallible>(viewer::handle(edge, req).await) }
+                    let guard = active.enter();
+                    async move {
+                        let resp = viewer::handle(edge, req).await;
+                        Ok::<_, Infallible>(resp.map(|inner| body::TrackedBody { inner, _guard: guard }))
+                    }
                 });
                 let conn = http.serve_connection(TokioIo::new(stream), svc);
                 let conn = graceful.watch(conn);
@@ -201,9 +207,25 @@ pub async fn serve_viewer(
     drop(listener);
     tracing::info!(
         connections = graceful.count(),
+        requests = active.count(),
         "draining viewer connections"
     );
-    if tokio::time::timeout(grace, graceful.shutdown())
+    // Let in-flight responses (bodies included) finish first; only then ask connections to
+    // close, which also closes idle keep-alive connections.
+    let deadline = tokio::time::Instant::now() + grace;
+    if tokio::time::timeout_at(deadline, active.wait_idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            requests = active.count(),
+            "shutdown grace elapsed with requests in flight"
+        );
+    }
+    let rest = deadline
+        .saturating_duration_since(tokio::time::Instant::now())
+        .max(Duration::from_millis(500));
+    if tokio::time::timeout(rest, graceful.shutdown())
         .await
         .is_err()
     {

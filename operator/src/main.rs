@@ -73,6 +73,9 @@ struct RunArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // A workspace build can link several rustls backends (aws-lc-rs via the edge's SDK, ring via
+    // kube); rustls then refuses to pick one, so name it. Err means one was installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Command::Crd => {
             print!("{}", crd_yaml()?);

@@ -119,6 +119,8 @@ async fn operator_end_to_end() {
     let Some(path) = kubeconfig_path() else {
         return;
     };
+    // As in the binary: the workspace links two rustls backends, so name one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let kc_text = std::fs::read_to_string(&path).expect("read kubeconfig");
     let kc = Kubeconfig::from_yaml(&kc_text).expect("parse kubeconfig");
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())

@@ -28,12 +28,10 @@ fn gate() -> &'static SignatureGate {
                 Arc::new(PublicKey::from_pem(pem).expect("test key")),
             );
         }
-        SignatureGate {
-            rules: vec![SignedPathRule {
-                pattern: "/p/*".into(),
-                keys,
-            }],
-        }
+        SignatureGate::new(vec![SignedPathRule {
+            pattern: "/p/*".into(),
+            keys,
+        }])
     })
 }
 

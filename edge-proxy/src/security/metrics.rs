@@ -19,6 +19,13 @@ pub struct ResultLabel {
 pub struct SecurityMetrics {
     pub signed_requests: Family<ResultLabel, Counter>,
     pub rejected_requests: Family<ReasonLabel, Counter>,
+    pub signature_checks: Family<SourceLabel, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    /// `memo` (answered by the verified-signature memo) or `computed` (public-key operation).
+    pub source: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,6 +47,9 @@ impl SecurityMetrics {
         }
         for reason in ["uri-too-long", "headers-too-large", "bad-path"] {
             let _ = m.rejected_requests.get_or_create(&ReasonLabel { reason });
+        }
+        for source in ["memo", "computed"] {
+            let _ = m.signature_checks.get_or_create(&SourceLabel { source });
         }
         m
     }
@@ -63,6 +73,18 @@ impl SecurityMetrics {
             "Viewer requests refused before routing, by reason",
             self.rejected_requests.clone(),
         );
+        registry.register(
+            "signature_checks",
+            "Signature checks of signed requests by how they were answered (memo or computed)",
+            self.signature_checks.clone(),
+        );
+    }
+
+    /// The counter for one `signature_checks` source.
+    pub fn verification(&self, source: &'static str) -> Counter {
+        self.signature_checks
+            .get_or_create(&SourceLabel { source })
+            .clone()
     }
 
     pub fn allowed(&self) {
@@ -107,5 +129,6 @@ mod tests {
         assert!(text.contains(r#"kubefront_edge_signed_requests_total{result="allowed"} 1"#));
         assert!(text.contains(r#"kubefront_edge_signed_requests_total{result="bad-signature"} 0"#));
         assert!(text.contains(r#"kubefront_edge_rejected_requests_total{reason="uri-too-long"} 0"#));
+        assert!(text.contains(r#"kubefront_edge_signature_checks_total{source="memo"} 0"#));
     }
 }

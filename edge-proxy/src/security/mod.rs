@@ -16,6 +16,7 @@ pub mod path;
 pub mod pattern;
 pub mod policy;
 pub mod signed;
+pub mod verified;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -161,8 +162,14 @@ impl Security {
                     .collect(),
             })
             .collect();
+        let metrics = SecurityMetrics::shared().clone();
+        let verified = verified::VerifiedSignatures::new(
+            verified::DEFAULT_CAPACITY,
+            metrics.verification("memo"),
+            metrics.verification("computed"),
+        );
         Ok(Self {
-            gate: SignatureGate { rules },
+            gate: SignatureGate { rules, verified },
             headers: ResponseHeadersPolicy::from_config(&cfg.response_headers)?,
             limits: cfg.limits,
             client_ip: cfg.client_ip.clone(),
@@ -183,7 +190,7 @@ impl Security {
             })
             .collect();
         Self {
-            gate: SignatureGate { rules },
+            gate: SignatureGate::new(rules),
             headers: ResponseHeadersPolicy::from_config(&cfg.response_headers).unwrap_or_default(),
             limits: cfg.limits,
             client_ip: cfg.client_ip.clone(),

@@ -11,6 +11,7 @@ use super::keys::{HashAlgorithm, PublicKey};
 use super::path::{is_canonical, percent_decode_once};
 use super::pattern::wildcard_match;
 use super::policy::{canned_policy, ip_allowed, Policy};
+use super::verified::VerifiedSignatures;
 
 /// Query parameters CloudFront reserves for signing; never part of the cache key or sent to
 /// the origin.
@@ -112,6 +113,8 @@ pub struct SignedPathRule {
 #[derive(Debug, Clone, Default)]
 pub struct SignatureGate {
     pub rules: Vec<SignedPathRule>,
+    /// Public-key checks already passed under these rules' keys.
+    pub verified: VerifiedSignatures,
 }
 
 /// The signing fields of one request, from the query string or cookies.
@@ -215,6 +218,14 @@ fn from_cookies(headers: &[&str]) -> Credentials {
 }
 
 impl SignatureGate {
+    /// A gate with a fresh, default-sized verified-signature memo.
+    pub fn new(rules: Vec<SignedPathRule>) -> Self {
+        Self {
+            rules,
+            verified: VerifiedSignatures::default(),
+        }
+    }
+
     /// The rule that governs `normalized_path`, if any.
     pub fn rule_for(&self, normalized_path: &str) -> Option<&SignedPathRule> {
         self.rules
@@ -254,7 +265,10 @@ impl SignatureGate {
             (Some(expires), None) => {
                 let expires: u64 = parse_epoch(expires).ok_or(DenyReason::Malformed)?;
                 let policy = canned_policy(&url, expires);
-                if !key.verify(hash, policy.as_bytes(), &signature) {
+                if !self
+                    .verified
+                    .verify(key_id, key, hash, policy.as_bytes(), &signature)
+                {
                     return Err(DenyReason::BadSignature);
                 }
                 if req.now >= expires {
@@ -263,7 +277,7 @@ impl SignatureGate {
             }
             (None, Some(policy)) => {
                 let doc = b64::decode(policy).ok_or(DenyReason::Malformed)?;
-                if !key.verify(hash, &doc, &signature) {
+                if !self.verified.verify(key_id, key, hash, &doc, &signature) {
                     return Err(DenyReason::BadSignature);
                 }
                 let policy = Policy::parse(&doc).map_err(|_| DenyReason::Malformed)?;
@@ -337,18 +351,16 @@ mod tests {
             "KB".to_string(),
             Arc::new(PublicKey::from_pem(RSA_B_PUB).expect("b")),
         );
-        SignatureGate {
-            rules: vec![
-                SignedPathRule {
-                    pattern: "/private/*".into(),
-                    keys: private,
-                },
-                SignedPathRule {
-                    pattern: "/other/*".into(),
-                    keys: other,
-                },
-            ],
-        }
+        SignatureGate::new(vec![
+            SignedPathRule {
+                pattern: "/private/*".into(),
+                keys: private,
+            },
+            SignedPathRule {
+                pattern: "/other/*".into(),
+                keys: other,
+            },
+        ])
     }
 
     #[derive(Clone, Copy)]
@@ -541,6 +553,64 @@ mod tests {
             url_check("/private/a.txt", &http),
             Err(DenyReason::BadSignature)
         );
+    }
+
+    #[test]
+    fn memoized_signatures_still_face_every_condition() {
+        let g = gate();
+        let at = |path: &str, q: &str, ip: &str, now: u64| {
+            let normalized = super::super::path::normalize_path(path).expect("path");
+            g.check(&SignedRequest {
+                scheme: "https",
+                host: HOST,
+                raw_path: path,
+                normalized_path: &normalized,
+                raw_query: Some(q),
+                cookies: &[],
+                client_ip: ip.parse().expect("ip"),
+                now,
+            })
+        };
+        let doc = format!(
+            r#"{{"Statement":[{{"Resource":"https://{HOST}/private/dir/*","Condition":{{"DateLessThan":{{"AWS:EpochTime":{}}},"DateGreaterThan":{{"AWS:EpochTime":{}}},"IpAddress":{{"AWS:SourceIp":"192.0.2.0/28"}}}}}}]}}"#,
+            NOW + 60,
+            NOW - 60
+        );
+        let q = custom_query(&doc, "KA", Signer::RsaA);
+        for _ in 0..2 {
+            assert_eq!(at("/private/dir/a", &q, "192.0.2.1", NOW), signed("KA"));
+        }
+        assert_eq!(g.verified.computed.get(), 1);
+        assert_eq!(g.verified.reused.get(), 1);
+        assert_eq!(
+            at("/private/dir/a", &q, "192.0.2.1", NOW + 60),
+            Err(DenyReason::Expired)
+        );
+        assert_eq!(
+            at("/private/dir/a", &q, "192.0.2.1", NOW - 61),
+            Err(DenyReason::NotYetValid)
+        );
+        assert_eq!(
+            at("/private/dir/a", &q, "192.0.2.99", NOW),
+            Err(DenyReason::IpNotAllowed)
+        );
+        assert_eq!(
+            at("/private/other", &q, "192.0.2.1", NOW),
+            Err(DenyReason::ResourceMismatch)
+        );
+        let canned = canned_query(
+            &format!("https://{HOST}/private/a"),
+            NOW + 1,
+            "KA",
+            Signer::RsaA,
+            HashAlgorithm::Sha1,
+        );
+        assert_eq!(at("/private/a", &canned, "192.0.2.1", NOW), signed("KA"));
+        assert_eq!(
+            at("/private/a", &canned, "192.0.2.1", NOW + 1),
+            Err(DenyReason::Expired)
+        );
+        assert_eq!(g.verified.reused.get(), 6);
     }
 
     #[test]

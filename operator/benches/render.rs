@@ -18,7 +18,7 @@ fn render_and_diff(c: &mut Criterion) {
         credentials: Some(&creds),
     };
     let render_all = || {
-        let cfg = render::edge_config(&dist.spec).expect("valid");
+        let cfg = render::edge_config(&dist.spec, &fixtures::key_secrets()).expect("valid");
         dist.spec
             .regions
             .iter()

@@ -34,6 +34,18 @@ pub const PATH_PATTERN_REGEX: &str = r#"^[A-Za-z0-9_.*$/~"'@:+?&%=-]{1,255}$"#;
 /// DNS-1123 label, the form of region names and namespaces.
 pub const DNS1123_LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
+/// Name of a trusted key group (what behaviors refer to).
+pub const KEY_GROUP_NAME_PATTERN: &str = "^[A-Za-z0-9_-]{1,63}$";
+
+/// RFC 9110 token: header names and methods of the CORS policy, the client IP header.
+pub const TOKEN_PATTERN: &str = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$";
+
+/// A CORS origin: `*` or `scheme://host[:port]` (no path, no trailing slash).
+pub const CORS_ORIGIN_PATTERN: &str = r"^(\*|https?://[!-~]*[!-.0-~])$";
+
+/// Secret data keys are Key-Pair-Ids; the edge accepts these characters in them.
+pub const KEY_PAIR_ID_PATTERN: &str = "^[A-Za-z0-9_-]+$";
+
 /// Converts a duration string (already matching [`DURATION_PATTERN`]) into whole seconds in
 /// CEL. CEL's `duration()` takes Go syntax, which has no `d` unit, so the pattern allows days
 /// only on their own (`365d`) and those are converted arithmetically. Only bounded string
@@ -118,6 +130,37 @@ fn object_name_rule() -> Rule {
     .message("metadata.name must be a DNS-1035 label and <name>-<region> at most 63 characters, because edge objects are named <distribution>-<region>")
 }
 
+/// Every key group a behavior (or the default behavior) names must be defined in
+/// `spec.trustedKeyGroups`.
+fn key_group_refs_rule(list: &str, field_path: &str, shown: &str) -> Rule {
+    let known = |n: &str| {
+        format!("(has(self.trustedKeyGroups) && self.trustedKeyGroups.exists(g, g.name == {n}))")
+    };
+    let expr = match list {
+        "behaviors" => format!(
+            "!has(self.behaviors) || self.behaviors.all(b, !has(b.trustedKeyGroups) || b.trustedKeyGroups.all(n, {}))",
+            known("n")
+        ),
+        _ => format!(
+            "!has(self.cache) || !has(self.cache.trustedKeyGroups) || self.cache.trustedKeyGroups.all(n, {})",
+            known("n")
+        ),
+    };
+    Rule::new(expr)
+        .message(kube::core::cel::Message::Message(format!(
+            "{shown}: every name must be the name of an entry of spec.trustedKeyGroups"
+        )))
+        .field_path(field_path)
+        .reason(kube::core::cel::Reason::FieldValueInvalid)
+}
+
+/// A duration that must be longer than zero (`0`, `0s`, `0h0m` are not).
+fn positive_duration_rule(field: &str) -> Rule {
+    Rule::new("!self.matches('^(0+d?|(0+(ns|us|ms|s|m|h))+)$')").message(
+        kube::core::cel::Message::Message(format!("{field} must be longer than zero")),
+    )
+}
+
 /// A CloudFront-style distribution: one S3 origin, a cache policy and the regions serving it.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -138,6 +181,8 @@ fn object_name_rule() -> Rule {
     validation = object_name_rule()
 )]
 #[x_kube(validation = behavior_ttl_rule())]
+#[x_kube(validation = key_group_refs_rule("behaviors", ".behaviors", "spec.behaviors[].trustedKeyGroups"))]
+#[x_kube(validation = key_group_refs_rule("cache", ".cache.trustedKeyGroups", "spec.cache.trustedKeyGroups"))]
 #[serde(rename_all = "camelCase")]
 pub struct DistributionSpec {
     pub origin: Origin,
@@ -158,6 +203,249 @@ pub struct DistributionSpec {
     #[schemars(length(min = 1, max = 16))]
     #[x_kube(validation = Rule::new("self.all(r, self.exists_one(o, o.name == r.name))").message("region names must be unique"))]
     pub regions: Vec<RegionSpec>,
+    /// Public keys that may sign URLs and cookies (CloudFront trusted key groups), each from a
+    /// Secret. Behaviors (and `cache`, the default behavior) name the groups they require.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[x_kube(validation = Rule::new("self.all(g, self.exists_one(o, o.name == g.name))").message("spec.trustedKeyGroups: names must be unique"))]
+    pub trusted_key_groups: Vec<TrustedKeyGroupSpec>,
+    /// CORS and security headers added to every viewer response (CloudFront response
+    /// headers policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_headers_policy: Option<ResponseHeadersPolicySpec>,
+    /// Limits on viewer requests (oversized and slow requests); edge defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub viewer_limits: Option<ViewerLimitsSpec>,
+    /// Where the viewer IP (for signed policies' `IpAddress`) comes from behind a load
+    /// balancer; absent = the TCP peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<ClientIpSpec>,
+}
+
+/// A CloudFront trusted key group whose public keys live in a Secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustedKeyGroupSpec {
+    /// What `behaviors[].trustedKeyGroups` and `cache.trustedKeyGroups` refer to.
+    pub name: KeyGroupName,
+    /// Secret in the Distribution's namespace holding the group's public keys: every data
+    /// entry is one key, the entry's name is the Key-Pair-Id viewers send (letters, digits,
+    /// `-`, `_`) and its value the public key PEM (RSA of 2048+ bits or EC P-256). Several
+    /// entries are valid at once, which is how keys are rotated.
+    pub secret_ref: SecretRef,
+}
+
+/// Name of a trusted key group (1-63 characters of A-Z, a-z, 0-9, `-`, `_`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct KeyGroupName(pub String);
+
+impl JsonSchema for KeyGroupName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "KeyGroupName".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "maxLength": 63,
+            "pattern": KEY_GROUP_NAME_PATTERN,
+            "description": "Name of an entry of spec.trustedKeyGroups."
+        })
+    }
+}
+
+impl From<&str> for KeyGroupName {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
+/// An HTTP token: a header name or a method.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(transparent)]
+pub struct HttpToken(pub String);
+
+impl JsonSchema for HttpToken {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "HttpToken".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "maxLength": 128,
+            "pattern": TOKEN_PATTERN,
+            "description": "HTTP token (header name or method), or *."
+        })
+    }
+}
+
+impl From<&str> for HttpToken {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
+/// A CORS origin.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(transparent)]
+pub struct CorsOrigin(pub String);
+
+impl JsonSchema for CorsOrigin {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CorsOrigin".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "maxLength": 512,
+            "pattern": CORS_ORIGIN_PATTERN,
+            "description": "An origin such as https://app.example.com (no path), or *."
+        })
+    }
+}
+
+/// CloudFront response headers policy: CORS and security headers on every viewer response.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResponseHeadersPolicySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
+    /// `Strict-Transport-Security`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict_transport_security: Option<HstsSpec>,
+    /// Adds `X-Content-Type-Options: nosniff`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub content_type_options: bool,
+    /// `X-Frame-Options`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_options: Option<FrameOptions>,
+    /// `Referrer-Policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer_policy: Option<ReferrerPolicy>,
+}
+
+/// Cross-origin resource sharing for viewers' browsers.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.allowCredentials) && self.allowCredentials) || !self.allowOrigins.exists(o, o == '*')").message("spec.responseHeadersPolicy.cors.allowCredentials must be false when allowOrigins contains \"*\"").field_path(".allowCredentials").reason(kube::core::cel::Reason::FieldValueForbidden))]
+pub struct CorsSpec {
+    /// Exact origins (`https://app.example.com`) or `*`.
+    #[schemars(length(min = 1, max = 32))]
+    pub allow_origins: Vec<CorsOrigin>,
+    /// Default `GET`, `HEAD`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub allow_methods: Vec<HttpToken>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub allow_headers: Vec<HttpToken>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub expose_headers: Vec<HttpToken>,
+    /// How long browsers may cache a preflight answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<DurationString>,
+    /// `Access-Control-Allow-Credentials: true`; not allowed with origin `*`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_credentials: bool,
+}
+
+/// `Strict-Transport-Security`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HstsSpec {
+    /// `max-age`, e.g. `365d`.
+    pub max_age: DurationString,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_subdomains: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preload: bool,
+}
+
+/// `X-Frame-Options`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameOptions {
+    #[serde(rename = "DENY")]
+    Deny,
+    #[serde(rename = "SAMEORIGIN")]
+    SameOrigin,
+}
+
+impl FrameOptions {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrameOptions::Deny => "DENY",
+            FrameOptions::SameOrigin => "SAMEORIGIN",
+        }
+    }
+}
+
+/// `Referrer-Policy` values.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReferrerPolicy {
+    NoReferrer,
+    NoReferrerWhenDowngrade,
+    Origin,
+    OriginWhenCrossOrigin,
+    SameOrigin,
+    StrictOrigin,
+    StrictOriginWhenCrossOrigin,
+    UnsafeUrl,
+}
+
+impl ReferrerPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReferrerPolicy::NoReferrer => "no-referrer",
+            ReferrerPolicy::NoReferrerWhenDowngrade => "no-referrer-when-downgrade",
+            ReferrerPolicy::Origin => "origin",
+            ReferrerPolicy::OriginWhenCrossOrigin => "origin-when-cross-origin",
+            ReferrerPolicy::SameOrigin => "same-origin",
+            ReferrerPolicy::StrictOrigin => "strict-origin",
+            ReferrerPolicy::StrictOriginWhenCrossOrigin => "strict-origin-when-cross-origin",
+            ReferrerPolicy::UnsafeUrl => "unsafe-url",
+        }
+    }
+}
+
+/// Limits on viewer requests; unset fields keep the edge's defaults.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ViewerLimitsSpec {
+    /// Longest request target (path + query) accepted; longer gets 414. Default 8192.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 256, max = 65535))]
+    pub max_url_bytes: Option<i32>,
+    /// Largest total of request header names and values; larger gets 431. Default 20480.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024, max = 1048576))]
+    pub max_header_bytes: Option<i32>,
+    /// A viewer must send its whole request head within this time. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = positive_duration_rule("spec.viewerLimits.headerReadTimeout"))]
+    pub header_read_timeout: Option<DurationString>,
+    /// Open viewer connections per replica beyond this wait in the accept queue. Default 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub max_connections: Option<i32>,
+}
+
+/// The viewer IP behind a load balancer.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientIpSpec {
+    /// Header the load balancer sets, e.g. `X-Forwarded-For`.
+    pub header: HttpToken,
+    /// Proxies (counted from the right of the header) that are trusted; 1 = the right-most
+    /// entry is the viewer.
+    #[serde(default = "default_trusted_hops")]
+    #[schemars(range(min = 1, max = 16))]
+    pub trusted_hops: i32,
+}
+
+fn default_trusted_hops() -> i32 {
+    1
 }
 
 /// The origin every region fetches misses from.
@@ -313,6 +601,11 @@ pub struct CacheSpec {
     pub negative_ttl: DurationString,
     #[serde(default)]
     pub key: CacheKeySpec,
+    /// Default behavior: key groups whose keys must sign every request no behavior matches,
+    /// and every behavior that names none of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub trusted_key_groups: Vec<KeyGroupName>,
 }
 
 fn default_memory() -> QuantityString {
@@ -349,6 +642,7 @@ impl Default for CacheSpec {
             stale_while_revalidate: default_min_ttl(),
             negative_ttl: default_negative_ttl(),
             key: CacheKeySpec::default(),
+            trusted_key_groups: Vec::new(),
         }
     }
 }
@@ -397,6 +691,11 @@ pub struct BehaviorSpec {
     pub default_ttl: Option<DurationString>,
     #[serde(default, rename = "maxTTL", skip_serializing_if = "Option::is_none")]
     pub max_ttl: Option<DurationString>,
+    /// Key groups whose keys must sign requests this behavior matches (signed URLs or
+    /// cookies). Unset: those of the default behavior (`cache.trustedKeyGroups`), if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub trusted_key_groups: Vec<KeyGroupName>,
 }
 
 /// Replace an error answer with an object from the origin (CloudFront custom error pages).
@@ -538,6 +837,30 @@ impl Distribution {
     }
 }
 
+impl DistributionSpec {
+    /// Names of every Secret (in the Distribution's namespace) the spec reads: origin
+    /// credentials, trusted key groups and region kubeconfigs. A change to any of them must
+    /// re-reconcile the Distribution.
+    pub fn referenced_secrets(&self) -> std::collections::BTreeSet<&str> {
+        let creds = self
+            .origin
+            .s3
+            .credentials_secret_ref
+            .iter()
+            .map(|r| r.name.as_str());
+        let keys = self
+            .trusted_key_groups
+            .iter()
+            .map(|g| g.secret_ref.name.as_str());
+        let kubeconfigs = self
+            .regions
+            .iter()
+            .filter_map(|r| r.cluster.as_ref())
+            .map(|c| c.kubeconfig_secret_ref.name.as_str());
+        creds.chain(keys).chain(kubeconfigs).collect()
+    }
+}
+
 impl RegionSpec {
     pub fn is_local(&self) -> bool {
         self.cluster.is_none()
@@ -649,6 +972,106 @@ mod tests {
             let got = cel_errors(mutate);
             assert!(got.contains(want), "expected {want:?} in {got}");
         }
+    }
+
+    /// Like `cel_errors`, for the signed fixture, plus what the schema's patterns and enums
+    /// say (the local CEL validator checks only the rules).
+    fn signed_cel_errors(mutate: impl FnOnce(&mut serde_json::Value)) -> String {
+        let mut obj = serde_json::to_value(fixtures::signed()).expect("json");
+        mutate(&mut obj);
+        let crd = Distribution::crd();
+        let schema = serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .expect("schema"),
+        )
+        .expect("json");
+        match kube::core::cel::Validator::new().validate(&schema, &obj, None) {
+            Ok(()) => String::new(),
+            Err(e) => format!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn signed_example_passes_every_cel_rule_and_round_trips() {
+        assert_eq!(
+            signed_cel_errors(|o| o["spec"]["cache"]["trustedKeyGroups"] = json_list(&["main"])),
+            ""
+        );
+        let d = fixtures::signed();
+        let back: Distribution =
+            serde_json::from_value(serde_json::to_value(&d).expect("json")).expect("parse");
+        assert_eq!(back, d);
+    }
+
+    fn json_list(items: &[&str]) -> serde_json::Value {
+        items.iter().map(|s| serde_json::Value::from(*s)).collect()
+    }
+
+    #[test]
+    fn cel_rules_reject_bad_security_specs_naming_the_field() {
+        type Mutation = Box<dyn FnOnce(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            (
+                "spec.behaviors[].trustedKeyGroups: every name must be the name of an entry of spec.trustedKeyGroups",
+                Box::new(|o| o["spec"]["behaviors"][1]["trustedKeyGroups"] = json_list(&["nope"])),
+            ),
+            (
+                "spec.cache.trustedKeyGroups: every name must be",
+                Box::new(|o| o["spec"]["cache"]["trustedKeyGroups"] = json_list(&["nope"])),
+            ),
+            (
+                "spec.behaviors[].trustedKeyGroups: every name must be",
+                Box::new(|o| {
+                    o["spec"].as_object_mut().map(|s| s.remove("trustedKeyGroups"));
+                }),
+            ),
+            (
+                "spec.trustedKeyGroups: names must be unique",
+                Box::new(|o| o["spec"]["trustedKeyGroups"][1]["name"] = "main".into()),
+            ),
+            (
+                "allowCredentials must be false when allowOrigins contains",
+                Box::new(|o| {
+                    let cors = &mut o["spec"]["responseHeadersPolicy"]["cors"];
+                    cors["allowOrigins"] = json_list(&["https://a.example", "*"]);
+                    cors["allowCredentials"] = true.into();
+                }),
+            ),
+            (
+                "spec.viewerLimits.headerReadTimeout must be longer than zero",
+                Box::new(|o| o["spec"]["viewerLimits"]["headerReadTimeout"] = "0s".into()),
+            ),
+        ];
+        for (want, mutate) in cases {
+            let got = signed_cel_errors(mutate);
+            assert!(got.contains(want), "expected {want:?} in {got}");
+        }
+        // Credentials with an explicit origin list are fine.
+        let ok = signed_cel_errors(|o| {
+            o["spec"]["responseHeadersPolicy"]["cors"]["allowCredentials"] = true.into();
+        });
+        assert_eq!(ok, "");
+        let ok =
+            signed_cel_errors(|o| o["spec"]["viewerLimits"]["headerReadTimeout"] = "500ms".into());
+        assert_eq!(ok, "");
+    }
+
+    #[test]
+    fn referenced_secrets_cover_credentials_key_groups_and_kubeconfigs() {
+        let d = fixtures::signed();
+        let names: Vec<&str> = d.spec.referenced_secrets().into_iter().collect();
+        assert_eq!(
+            names,
+            [
+                "assets-s3",
+                "eu-west-kubeconfig",
+                "partner-keys",
+                "signing-keys"
+            ]
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Sample Distributions shared by unit tests, reconciler scenarios, benches and e2e tests.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::ByteString;
 
 use crate::crd::{Distribution, DistributionSpec};
+use crate::render::{KeySecrets, SecretData};
 
 /// The README's example: a local region and a remote one, with credentials and behaviors.
 pub const EXAMPLE_SPEC: &str = r#"
@@ -59,4 +61,81 @@ pub fn distribution(name: &str, namespace: &str, spec: DistributionSpec) -> Dist
 
 pub fn example() -> Distribution {
     distribution("site", "web", spec(EXAMPLE_SPEC))
+}
+
+/// Test-only public keys (generated with `openssl genpkey`; the private halves were discarded,
+/// so nothing can be signed with them): an EC P-256 key, an RSA-2048 key, and an RSA-1024 key
+/// the edge must refuse.
+pub const EC_P256_PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEK9OTl8415k207b2SsNl6J3j5QLje\nx9zVCMKWGh4qKZ/lJFvnnHbHZiUZxf1pdRWkOm4Wl/PfhOjSIwfyULBoMA==\n-----END PUBLIC KEY-----\n";
+pub const RSA_2048_PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA2S+BzZpFLyy0BJE7REd7\nNsikmA7eavz0ItnJRFmNzCEu7EQC5tD/TfgrogfRI4mlRig/VSLL/sw4vTXYhEoL\nxeD/KQvnrKDakndGrwC6k3pPSovvKxjoHCvvApo/Wt/MMLQlRhU4TjU2tf2OgbGE\nm6YQu3aCCV4+S+UJsUcGWcQ34xkezHsbfo5Y63igdwuO+xRrfsHGyahS8ep1qUpI\nhta+L6SEd1wCPg+pCNt9dszApepCzP1jjqSDsr+S4TiRNUTJMXlBMb6kdeZBL/Az\niLbOd4OuvQ+66kY0SfNpdUAabaR8IadlZerfA8awmbICZnc5kTVb3IRncNCICxRA\nswIDAQAB\n-----END PUBLIC KEY-----\n";
+pub const RSA_1024_PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDdCuB97WAF9Z7/6tztl2J2Wpuz\nD4uPtFoShF3rL0I/EDjfrh8b54RuMZfprX4AQreunAQli+/aFPMWYu0/2a7Ehi/Q\ngKeELzNAv4Mh9A0FS23cyQnIuFjPGeQ3wkwjOiH6s3KM/G+p/mfOb7jZoplD8xav\nu28JOcziQpLyFjdaLQIDAQAB\n-----END PUBLIC KEY-----\n";
+
+/// Security additions to the example: key groups `main` (Secret `signing-keys`) and `partners`
+/// (Secret `partner-keys`), a response headers policy, viewer limits and the client IP header.
+pub const SIGNED_SPEC_EXTRA: &str = r#"
+trustedKeyGroups:
+  - {name: main, secretRef: {name: signing-keys}}
+  - {name: partners, secretRef: {name: partner-keys}}
+responseHeadersPolicy:
+  cors:
+    allowOrigins: ["https://app.example.com"]
+    allowHeaders: [Range]
+    exposeHeaders: [ETag]
+    maxAge: 10m
+  strictTransportSecurity: {maxAge: 365d, includeSubdomains: true}
+  contentTypeOptions: true
+  frameOptions: DENY
+  referrerPolicy: strict-origin-when-cross-origin
+viewerLimits: {maxUrlBytes: 4096, headerReadTimeout: 5s}
+clientIp: {header: X-Forwarded-For, trustedHops: 2}
+"#;
+
+/// `EXAMPLE_SPEC` with `SIGNED_SPEC_EXTRA` and two signed behaviors.
+pub fn signed_spec() -> DistributionSpec {
+    let mut spec = spec(&format!("{EXAMPLE_SPEC}{SIGNED_SPEC_EXTRA}"));
+    spec.behaviors.push(behavior("/private/*", &["main"]));
+    spec.behaviors
+        .push(behavior("/partners/*", &["main", "partners"]));
+    spec
+}
+
+fn behavior(pattern: &str, groups: &[&str]) -> crate::crd::BehaviorSpec {
+    crate::crd::BehaviorSpec {
+        path_pattern: pattern.into(),
+        min_ttl: None,
+        default_ttl: None,
+        max_ttl: None,
+        trusted_key_groups: groups.iter().map(|g| (*g).into()).collect(),
+    }
+}
+
+/// `web/site` with [`signed_spec`].
+pub fn signed() -> Distribution {
+    distribution("site", "web", signed_spec())
+}
+
+/// Secret data from (entry, text) pairs.
+pub fn secret_data(entries: &[(&str, &str)]) -> SecretData {
+    entries
+        .iter()
+        .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+        .collect()
+}
+
+/// The Secrets [`signed`] reads: `signing-keys` with two keys (a rotation in progress) and
+/// `partner-keys` with one.
+pub fn key_secrets() -> KeySecrets {
+    KeySecrets::from([
+        (
+            "signing-keys".to_string(),
+            secret_data(&[
+                ("K2ROTATED", RSA_2048_PUBLIC_PEM),
+                ("K1EC", EC_P256_PUBLIC_PEM),
+            ]),
+        ),
+        (
+            "partner-keys".to_string(),
+            secret_data(&[("KPARTNER", RSA_2048_PUBLIC_PEM)]),
+        ),
+    ])
 }

@@ -26,7 +26,7 @@ use crate::crd::{ClusterRef, Distribution, DistributionStatus, RegionSpec, Secre
 use crate::metrics::Metrics;
 use crate::regions::{RegionError, Regions, RemoteClient};
 use crate::render::{
-    self, RegionObjects, RenderContext, RenderError, FIELD_MANAGER, LABEL_DISTRIBUTION,
+    self, KeySecrets, RegionObjects, RenderContext, RenderError, FIELD_MANAGER, LABEL_DISTRIBUTION,
     LABEL_DISTRIBUTION_NAMESPACE, LABEL_REGION, MANAGED_SELECTOR,
 };
 use crate::status::{self, RegionApplied, RegionFailure, RegionOutcome};
@@ -193,13 +193,36 @@ async fn credentials(
     Ok(secret.map(|s| s.data.unwrap_or_default()))
 }
 
+/// Reads the Secrets of the trusted key groups (each once). A missing one is left out of the
+/// map: rendering reports it, naming the field.
+async fn key_secrets(dist: &Distribution, local: &Client) -> Result<KeySecrets, Error> {
+    let ns = dist.namespace().unwrap_or_else(|| "default".into());
+    let api = Api::<Secret>::namespaced(local.clone(), &ns);
+    let mut out = KeySecrets::new();
+    for g in &dist.spec.trusted_key_groups {
+        let name = &g.secret_ref.name;
+        if out.contains_key(name) {
+            continue;
+        }
+        let secret = api
+            .get_opt(name)
+            .await
+            .map_err(kube_err(format!("reading key group Secret {name}")))?;
+        if let Some(s) = secret {
+            out.insert(name.clone(), s.data.unwrap_or_default());
+        }
+    }
+    Ok(out)
+}
+
 /// Renders every region first (pure), so a spec problem applies nothing anywhere.
 fn render_all(
     dist: &Distribution,
     ctx: &Context,
     creds: Option<&BTreeMap<String, ByteString>>,
+    keys: &KeySecrets,
 ) -> Result<Vec<RegionObjects>, RenderError> {
-    let cfg = render::edge_config(&dist.spec)?;
+    let cfg = render::edge_config(&dist.spec, keys)?;
     let rctx = RenderContext {
         edge_image: &ctx.edge_image,
         credentials: creds,
@@ -217,17 +240,50 @@ async fn apply(dist: &Distribution, ctx: &Context) -> Result<Action, Error> {
     let now =
         Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
     let creds = credentials(dist, ctx.regions.local()).await?;
+    let keys = key_secrets(dist, ctx.regions.local()).await?;
 
-    let rendered = match render_all(dist, ctx, creds.as_ref()) {
+    let rendered = match render_all(dist, ctx, creds.as_ref(), &keys) {
         Ok(r) => r,
         Err(invalid) => {
-            let regions = old.map(|o| o.regions.clone()).unwrap_or_default();
+            // Nothing is applied anywhere: every region keeps running its last config and
+            // says why it was not updated. Regions dropped from the spec stay listed until a
+            // valid spec prunes them.
+            let mut regions: Vec<_> = dist
+                .spec
+                .regions
+                .iter()
+                .map(|r| {
+                    let prev = old.and_then(|s| s.regions.iter().find(|x| x.name == r.name));
+                    status::region_blocked(
+                        &r.name,
+                        r.cluster_label(),
+                        dist.region_namespace(r).to_string(),
+                        &invalid,
+                        prev,
+                        generation,
+                        &now,
+                    )
+                })
+                .collect();
+            if let Some(old) = old {
+                regions.extend(
+                    old.regions
+                        .iter()
+                        .filter(|r| !dist.spec.regions.iter().any(|s| s.name == r.name))
+                        .cloned(),
+                );
+            }
             let new = status::distribution_status(regions, Some(&invalid), old, generation, &now);
             if write_status(dist, ctx, &new).await? {
-                ctx.event(dist, EventType::Warning, "InvalidSpec", invalid.to_string())
-                    .await;
+                ctx.event(
+                    dist,
+                    EventType::Warning,
+                    invalid.reason,
+                    invalid.to_string(),
+                )
+                .await;
             }
-            ctx.metrics.failure("InvalidSpec");
+            ctx.metrics.failure(invalid.reason);
             reset_backoff(dist, ctx);
             return Ok(Action::requeue(RESYNC));
         }
@@ -727,6 +783,21 @@ async fn cleanup(dist: &Distribution, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
+/// The Distributions (of `dists`, the controller's store) that read the Secret `namespace/name`
+/// (credentials, key groups, kubeconfigs): a change to it re-reconciles them at once.
+pub fn referencing_secret(
+    dists: &[Arc<Distribution>],
+    namespace: Option<&str>,
+    name: &str,
+) -> Vec<ObjectRef<Distribution>> {
+    dists
+        .iter()
+        .filter(|d| d.metadata.namespace.as_deref() == namespace)
+        .filter(|d| d.spec.referenced_secrets().contains(name))
+        .map(|d| ObjectRef::from_obj(d.as_ref()))
+        .collect()
+}
+
 /// Maps a managed object back to its Distribution through its labels.
 pub fn owner_of<K: Resource>(obj: &K) -> Option<ObjectRef<Distribution>> {
     let l = obj.meta().labels.as_ref()?;
@@ -822,5 +893,35 @@ impl RemoteWatches {
             }
         })
         .abort_handle()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    #[test]
+    fn a_secret_maps_to_the_distributions_of_its_namespace_that_read_it() {
+        let signed = Arc::new(fixtures::signed());
+        let mut other_ns = fixtures::signed();
+        other_ns.metadata.namespace = Some("elsewhere".into());
+        let mut unsigned = fixtures::example();
+        unsigned.metadata.name = Some("plain".into());
+        let store = vec![signed.clone(), Arc::new(other_ns), Arc::new(unsigned)];
+        let names = |ns: &str, secret: &str| -> Vec<String> {
+            referencing_secret(&store, Some(ns), secret)
+                .into_iter()
+                .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
+                .collect()
+        };
+        assert_eq!(names("web", "signing-keys"), ["web/site"]);
+        assert_eq!(names("elsewhere", "partner-keys"), ["elsewhere/site"]);
+        assert_eq!(names("web", "assets-s3"), ["web/site", "web/plain"]);
+        assert_eq!(
+            names("web", "eu-west-kubeconfig"),
+            ["web/site", "web/plain"]
+        );
+        assert!(names("web", "unrelated").is_empty());
     }
 }

@@ -18,15 +18,20 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::ByteString;
 use kube::Resource;
+use kubefront_edge::config::security::{
+    ClientIpConfig, CorsConfig, HstsConfig, KeyGroup, ResponseHeadersPolicyConfig, SignedPath,
+    TrustedKey, ViewerLimits,
+};
 use kubefront_edge::config::{
     Behavior, ByteSize, CacheKeyConfig, CustomErrorResponse, Dur, EdgeConfig, QueryMode,
-    QueryStrings,
+    QueryStrings, SecurityConfig,
 };
+use kubefront_edge::security::{PublicKey, Security, SecurityError};
 use sha2::{Digest, Sha256};
 
 use crate::crd::{
-    CacheKeySpec, Distribution, DistributionSpec, DurationString, QuantityString, QueryStringMode,
-    RegionSpec,
+    CacheKeySpec, ClientIpSpec, Distribution, DistributionSpec, DurationString, KeyGroupName,
+    QuantityString, QueryStringMode, RegionSpec, ResponseHeadersPolicySpec, ViewerLimitsSpec,
 };
 
 /// Field manager for every server-side apply.
@@ -55,12 +60,22 @@ pub const CREDENTIAL_KEYS: [(&str, &str); 2] = [
     ("secretAccessKey", "AWS_SECRET_ACCESS_KEY"),
 ];
 
+/// Status reason of a spec value that cannot be rendered.
+pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+/// Status reason: a Secret the spec names does not exist.
+pub const REASON_SECRET_NOT_FOUND: &str = "SecretNotFound";
+/// Status reason: a Secret the spec names exists but its content cannot be used.
+pub const REASON_SECRET_INVALID: &str = "SecretInvalid";
+
 /// A spec value that cannot be rendered, naming the field (`spec.cache.minTTL`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct RenderError {
     pub field: String,
     pub message: String,
+    /// Status/event reason: [`REASON_INVALID_SPEC`], [`REASON_SECRET_NOT_FOUND`] or
+    /// [`REASON_SECRET_INVALID`].
+    pub reason: &'static str,
 }
 
 impl RenderError {
@@ -68,9 +83,26 @@ impl RenderError {
         Self {
             field: field.into(),
             message: message.into(),
+            reason: REASON_INVALID_SPEC,
+        }
+    }
+
+    fn secret(reason: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+            reason,
         }
     }
 }
+
+/// The data of one Secret (`data`, with `stringData` already merged in by the API server).
+pub type SecretData = BTreeMap<String, ByteString>;
+
+/// The Secrets named by `spec.trustedKeyGroups[].secretRef`, by name, as the reconciler read
+/// them from the Distribution's namespace. A name missing from the map is a Secret that does
+/// not exist.
+pub type KeySecrets = BTreeMap<String, SecretData>;
 
 /// Everything one region runs, in apply order (credentials and config before the Deployment).
 #[derive(Debug, Clone, PartialEq)]
@@ -129,9 +161,10 @@ fn cache_key(key: &CacheKeySpec) -> CacheKeyConfig {
     }
 }
 
-/// Renders the spec into the edge proxy's own config type and validates it with the proxy's
-/// rules, so anything the schema could not check is caught here and reported in status.
-pub fn edge_config(spec: &DistributionSpec) -> Result<EdgeConfig, RenderError> {
+/// Renders the spec (with the key groups' Secrets) into the edge proxy's own config type and
+/// validates it with the proxy's rules, keys included, so anything the schema could not check
+/// is caught here and reported in status before any edge sees it.
+pub fn edge_config(spec: &DistributionSpec, keys: &KeySecrets) -> Result<EdgeConfig, RenderError> {
     let s3 = &spec.origin.s3;
     let c = &spec.cache;
     let mut cfg = EdgeConfig::for_bucket(s3.bucket.clone());
@@ -178,15 +211,260 @@ pub fn edge_config(spec: &DistributionSpec) -> Result<EdgeConfig, RenderError> {
             ttl: parse_opt_dur(&format!("spec.customErrorResponses[{i}].ttl"), &e.ttl)?,
         });
     }
+    let (security, signed_from) = security(spec, keys)?;
+    cfg.security = security;
     cfg.validate()
-        .map_err(|e| RenderError::new(spec_field(&e.field), e.message))?;
+        .map_err(|e| RenderError::new(spec_field(&e.field, &signed_from), e.message))?;
+    // What the edge does at load: parse every key, compile the rules and headers. A config
+    // failing here would make edges refuse it (or fail closed on signed paths).
+    Security::from_config(&cfg.security).map_err(|e| match e {
+        SecurityError::Headers(h) => RenderError::new("spec.responseHeadersPolicy", h.to_string()),
+        other => RenderError::secret(
+            REASON_SECRET_INVALID,
+            "spec.trustedKeyGroups",
+            other.to_string(),
+        ),
+    })?;
     Ok(cfg)
 }
 
-/// Maps an edge config field path to the Distribution field it came from.
-fn spec_field(edge_field: &str) -> String {
+/// Maps an edge config field path to the Distribution field it came from. `signed_from[i]`
+/// is the spec field `security.signedPaths[i]` was rendered from.
+fn spec_field(edge_field: &str, signed_from: &[String]) -> String {
+    if let Some(rest) = edge_field.strip_prefix("security.") {
+        let index = |s: &str| -> Option<usize> { s.split(']').next()?.parse().ok() };
+        if let Some(r) = rest.strip_prefix("signedPaths[") {
+            if let Some(f) = index(r).and_then(|i| signed_from.get(i)) {
+                return f.clone();
+            }
+        } else if let Some(r) = rest.strip_prefix("trustedKeyGroups[") {
+            if let Some(i) = index(r) {
+                return format!("spec.trustedKeyGroups[{i}].secretRef");
+            }
+        }
+        for (edge, spec) in [
+            ("responseHeaders", "spec.responseHeadersPolicy"),
+            ("limits", "spec.viewerLimits"),
+            ("clientIp", "spec.clientIp"),
+        ] {
+            if let Some(r) = rest.strip_prefix(edge) {
+                return format!("{spec}{r}");
+            }
+        }
+        return format!("spec.{rest}");
+    }
     let f = edge_field.replace("cache.key.queryStrings", "cache.key.queryStringAllowlist");
     format!("spec.{f}")
+}
+
+/// Whether `id` is a Key-Pair-Id the edge accepts.
+fn is_key_pair_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The trusted key groups with their keys from the Secrets (sorted by Key-Pair-Id, PEM inline:
+/// public keys are not secret, so remote regions need no Secret mirror).
+fn key_groups(spec: &DistributionSpec, keys: &KeySecrets) -> Result<Vec<KeyGroup>, RenderError> {
+    // Key-Pair-Id → (group index, canonical PEM): one id must mean one key everywhere.
+    let mut seen: BTreeMap<&str, (usize, String)> = BTreeMap::new();
+    let mut groups = Vec::with_capacity(spec.trusted_key_groups.len());
+    for (i, g) in spec.trusted_key_groups.iter().enumerate() {
+        let field = format!("spec.trustedKeyGroups[{i}].secretRef");
+        let name = &g.secret_ref.name;
+        let data = keys.get(name).ok_or_else(|| {
+            RenderError::secret(
+                REASON_SECRET_NOT_FOUND,
+                &field,
+                format!("Secret {name:?} was not found"),
+            )
+        })?;
+        if data.is_empty() {
+            return Err(RenderError::secret(
+                REASON_SECRET_INVALID,
+                &field,
+                format!("Secret {name:?} has no keys: every data entry is one public key (entry name = Key-Pair-Id, value = PEM)"),
+            ));
+        }
+        let invalid = |message: String| RenderError::secret(REASON_SECRET_INVALID, &field, message);
+        let mut group = Vec::with_capacity(data.len());
+        for (id, value) in data {
+            if !is_key_pair_id(id) {
+                return Err(invalid(format!(
+                    "Secret {name:?}: entry {id:?} is not a Key-Pair-Id (letters, digits, '-', '_')"
+                )));
+            }
+            let pem = std::str::from_utf8(&value.0)
+                .map_err(|_| invalid(format!("Secret {name:?}: key {id:?} is not PEM text")))?;
+            let pem = format!("{}\n", pem.trim());
+            PublicKey::from_pem(&pem)
+                .map_err(|e| invalid(format!("Secret {name:?}: key {id:?}: {e}")))?;
+            let canon: String = pem.split_whitespace().collect();
+            match seen.get(id.as_str()) {
+                Some((j, other)) if *other != canon => {
+                    return Err(invalid(format!(
+                        "Secret {name:?}: key {id:?} differs from the key with the same id in spec.trustedKeyGroups[{j}]"
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(id, (i, canon));
+                }
+            }
+            group.push(TrustedKey {
+                id: id.clone(),
+                public_key_pem: Some(pem),
+                public_key_file: None,
+            });
+        }
+        groups.push(KeyGroup {
+            name: g.name.0.clone(),
+            keys: group,
+        });
+    }
+    Ok(groups)
+}
+
+/// `signedPaths` in behavior order: a behavior requires its own key groups or, when it names
+/// none, the default behavior's; the default behavior's groups end the list as `*`. Also
+/// returns, per entry, the spec field it came from.
+fn signed_paths(spec: &DistributionSpec) -> (Vec<SignedPath>, Vec<String>) {
+    let names = |v: &[KeyGroupName]| v.iter().map(|n| n.0.clone()).collect::<Vec<_>>();
+    let default = &spec.cache.trusted_key_groups;
+    let mut paths = Vec::new();
+    let mut from = Vec::new();
+    for (i, b) in spec.behaviors.iter().enumerate() {
+        let (groups, field) = if !b.trusted_key_groups.is_empty() {
+            (
+                &b.trusted_key_groups,
+                format!("spec.behaviors[{i}].trustedKeyGroups"),
+            )
+        } else if !default.is_empty() {
+            (default, "spec.cache.trustedKeyGroups".to_string())
+        } else {
+            continue;
+        };
+        paths.push(SignedPath {
+            path_pattern: b.path_pattern.clone(),
+            key_groups: names(groups),
+        });
+        from.push(field);
+    }
+    if !default.is_empty() {
+        paths.push(SignedPath {
+            path_pattern: "*".into(),
+            key_groups: names(default),
+        });
+        from.push("spec.cache.trustedKeyGroups".into());
+    }
+    (paths, from)
+}
+
+fn response_headers(
+    p: &ResponseHeadersPolicySpec,
+) -> Result<ResponseHeadersPolicyConfig, RenderError> {
+    let tokens = |v: &[crate::crd::HttpToken]| v.iter().map(|t| t.0.clone()).collect::<Vec<_>>();
+    let f = "spec.responseHeadersPolicy";
+    let cors = p
+        .cors
+        .as_ref()
+        .map(|c| -> Result<CorsConfig, RenderError> {
+            Ok(CorsConfig {
+                allow_origins: c.allow_origins.iter().map(|o| o.0.clone()).collect(),
+                allow_methods: if c.allow_methods.is_empty() {
+                    vec!["GET".into(), "HEAD".into()]
+                } else {
+                    tokens(&c.allow_methods)
+                },
+                allow_headers: tokens(&c.allow_headers),
+                expose_headers: tokens(&c.expose_headers),
+                max_age: parse_opt_dur(&format!("{f}.cors.maxAge"), &c.max_age)?,
+                allow_credentials: c.allow_credentials,
+            })
+        })
+        .transpose()?;
+    let strict_transport_security = p
+        .strict_transport_security
+        .as_ref()
+        .map(|h| -> Result<HstsConfig, RenderError> {
+            Ok(HstsConfig {
+                max_age: parse_dur(&format!("{f}.strictTransportSecurity.maxAge"), &h.max_age)?,
+                include_subdomains: h.include_subdomains,
+                preload: h.preload,
+            })
+        })
+        .transpose()?;
+    Ok(ResponseHeadersPolicyConfig {
+        cors,
+        strict_transport_security,
+        content_type_options: p.content_type_options,
+        frame_options: p.frame_options.map(|o| o.as_str().to_string()),
+        referrer_policy: p.referrer_policy.map(|r| r.as_str().to_string()),
+    })
+}
+
+fn viewer_limits(l: &ViewerLimitsSpec) -> Result<ViewerLimits, RenderError> {
+    let f = "spec.viewerLimits";
+    let count = |field: &str, v: Option<i32>, default: u32| {
+        v.map(|n| {
+            u32::try_from(n)
+                .map_err(|_| RenderError::new(format!("{f}.{field}"), "must not be negative"))
+        })
+        .transpose()
+        .map(|n| n.unwrap_or(default))
+    };
+    let d = ViewerLimits::default();
+    Ok(ViewerLimits {
+        max_url_bytes: count("maxUrlBytes", l.max_url_bytes, d.max_url_bytes)?,
+        max_header_bytes: count("maxHeaderBytes", l.max_header_bytes, d.max_header_bytes)?,
+        header_read_timeout: parse_opt_dur(
+            &format!("{f}.headerReadTimeout"),
+            &l.header_read_timeout,
+        )?
+        .unwrap_or(d.header_read_timeout),
+        max_connections: count("maxConnections", l.max_connections, d.max_connections)?,
+    })
+}
+
+fn client_ip(c: &ClientIpSpec) -> Result<ClientIpConfig, RenderError> {
+    Ok(ClientIpConfig {
+        header: Some(c.header.0.clone()),
+        trusted_hops: u32::try_from(c.trusted_hops)
+            .map_err(|_| RenderError::new("spec.clientIp.trustedHops", "must not be negative"))?,
+    })
+}
+
+/// The edge's `security` section, and the spec field of every `signedPaths` entry.
+fn security(
+    spec: &DistributionSpec,
+    keys: &KeySecrets,
+) -> Result<(SecurityConfig, Vec<String>), RenderError> {
+    let (signed_paths, signed_from) = signed_paths(spec);
+    let sec = SecurityConfig {
+        trusted_key_groups: key_groups(spec, keys)?,
+        signed_paths,
+        client_ip: spec
+            .client_ip
+            .as_ref()
+            .map(client_ip)
+            .transpose()?
+            .unwrap_or_default(),
+        limits: spec
+            .viewer_limits
+            .as_ref()
+            .map(viewer_limits)
+            .transpose()?
+            .unwrap_or_default(),
+        response_headers: spec
+            .response_headers_policy
+            .as_ref()
+            .map(response_headers)
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    Ok((sec, signed_from))
 }
 
 /// Short, stable hash of text (config or credentials) for pod-template annotations.
@@ -580,7 +858,7 @@ mod tests {
 
     fn render(idx: usize) -> RegionObjects {
         let d = fixtures::example();
-        let cfg = edge_config(&d.spec).expect("valid");
+        let cfg = edge_config(&d.spec, &KeySecrets::new()).expect("valid");
         let c = creds();
         render_region(
             &d,
@@ -623,7 +901,7 @@ mod tests {
     #[test]
     fn edge_config_is_the_proxy_contract_and_round_trips() {
         let d = fixtures::example();
-        let cfg = edge_config(&d.spec).expect("valid");
+        let cfg = edge_config(&d.spec, &KeySecrets::new()).expect("valid");
         let text = cfg.to_yaml();
         let back = EdgeConfig::from_yaml(&text).expect("parses");
         back.validate().expect("the proxy accepts it");
@@ -693,14 +971,14 @@ mod tests {
         let a = render_region(
             &d,
             &d.spec.regions[0],
-            &edge_config(&d.spec).expect("v"),
+            &edge_config(&d.spec, &KeySecrets::new()).expect("v"),
             &ctx,
         )
         .expect("r");
         let b = render_region(
             &d2,
             &d2.spec.regions[0],
-            &edge_config(&d2.spec).expect("v"),
+            &edge_config(&d2.spec, &KeySecrets::new()).expect("v"),
             &ctx,
         )
         .expect("r");
@@ -714,7 +992,7 @@ mod tests {
         let r = render_region(
             &d,
             &d.spec.regions[0],
-            &edge_config(&d.spec).expect("v"),
+            &edge_config(&d.spec, &KeySecrets::new()).expect("v"),
             &ctx2,
         )
         .expect("r");
@@ -742,17 +1020,21 @@ mod tests {
         let mut d = fixtures::example();
         d.spec.cache.max_object_size = "1Gi".into();
         assert_eq!(
-            edge_config(&d.spec).expect_err("too big").field,
+            edge_config(&d.spec, &KeySecrets::new())
+                .expect_err("too big")
+                .field,
             "spec.cache.maxObjectSize"
         );
         let mut d = fixtures::example();
         d.spec.cache.memory = "99999999999Ti".into();
         assert_eq!(
-            edge_config(&d.spec).expect_err("overflow").field,
+            edge_config(&d.spec, &KeySecrets::new())
+                .expect_err("overflow")
+                .field,
             "spec.cache.memory"
         );
         let d = fixtures::example();
-        let cfg = edge_config(&d.spec).expect("v");
+        let cfg = edge_config(&d.spec, &KeySecrets::new()).expect("v");
         let err = render_region(
             &d,
             &d.spec.regions[0],
@@ -764,6 +1046,236 @@ mod tests {
         )
         .expect_err("missing secret");
         assert_eq!(err.field, "spec.origin.s3.credentialsSecretRef");
+    }
+
+    fn render_signed(d: &Distribution, keys: &KeySecrets) -> Result<RegionObjects, RenderError> {
+        let cfg = edge_config(&d.spec, keys)?;
+        let c = creds();
+        render_region(
+            d,
+            &d.spec.regions[0],
+            &cfg,
+            &RenderContext {
+                edge_image: "kubefront/edge:0.1.0",
+                credentials: Some(&c),
+            },
+        )
+    }
+
+    #[test]
+    fn signed_region_snapshot() {
+        let o = render_signed(&fixtures::signed(), &fixtures::key_secrets()).expect("renders");
+        snapshot("signed-local-region.yaml", &yaml(&o));
+    }
+
+    #[test]
+    fn key_groups_and_signed_paths_are_rendered_in_order() {
+        let mut d = fixtures::signed();
+        let cfg = edge_config(&d.spec, &fixtures::key_secrets()).expect("valid");
+        let sec = &cfg.security;
+        let ids = |g: usize| -> Vec<&str> {
+            sec.trusted_key_groups[g]
+                .keys
+                .iter()
+                .map(|k| k.id.as_str())
+                .collect()
+        };
+        assert_eq!(sec.trusted_key_groups[0].name, "main");
+        assert_eq!(ids(0), ["K1EC", "K2ROTATED"], "sorted by Key-Pair-Id");
+        assert_eq!(ids(1), ["KPARTNER"]);
+        let k = &sec.trusted_key_groups[0].keys[0];
+        assert_eq!(
+            k.public_key_pem.as_deref(),
+            Some(fixtures::EC_P256_PUBLIC_PEM)
+        );
+        assert_eq!(
+            k.public_key_file, None,
+            "inline: no Secret needed in remote regions"
+        );
+        let paths = |sec: &kubefront_edge::config::SecurityConfig| -> Vec<(String, Vec<String>)> {
+            sec.signed_paths
+                .iter()
+                .map(|p| (p.path_pattern.clone(), p.key_groups.clone()))
+                .collect()
+        };
+        let p = |s: &str, g: &[&str]| (s.to_string(), g.iter().map(|x| x.to_string()).collect());
+        assert_eq!(
+            paths(sec),
+            [
+                p("/private/*", &["main"]),
+                p("/partners/*", &["main", "partners"])
+            ],
+            "only behaviors with key groups, in behavior order; the rest is public"
+        );
+        // A default-behavior group set: behaviors without their own groups use it, and `*`
+        // ends the list.
+        d.spec.cache.trusted_key_groups = vec!["partners".into()];
+        let cfg = edge_config(&d.spec, &fixtures::key_secrets()).expect("valid");
+        assert_eq!(
+            paths(&cfg.security),
+            [
+                p("/static/*", &["partners"]),
+                p("/private/*", &["main"]),
+                p("/partners/*", &["main", "partners"]),
+                p("*", &["partners"]),
+            ]
+        );
+        let rh = &cfg.security.response_headers;
+        assert_eq!(rh.frame_options.as_deref(), Some("DENY"));
+        assert_eq!(
+            rh.cors.as_ref().map(|c| c.allow_methods.clone()),
+            Some(vec!["GET".to_string(), "HEAD".to_string()])
+        );
+        assert_eq!(cfg.security.limits.max_url_bytes, 4096);
+        assert_eq!(
+            cfg.security.limits.max_header_bytes, 20480,
+            "edge default kept"
+        );
+        assert_eq!(cfg.security.client_ip.trusted_hops, 2);
+        // What the edge reads back is what was rendered, and the edge compiles it.
+        let back = EdgeConfig::from_yaml(&cfg.to_yaml()).expect("parses");
+        assert_eq!(back, cfg);
+        Security::from_config(&back.security).expect("the edge loads the keys");
+    }
+
+    #[test]
+    fn adding_a_key_changes_the_config_hash_whitespace_does_not() {
+        let d = fixtures::signed();
+        let keys = fixtures::key_secrets();
+        let before = render_signed(&d, &keys).expect("r").config_hash;
+        let mut rotated = keys.clone();
+        rotated.get_mut("signing-keys").expect("secret").insert(
+            "K3NEXT".into(),
+            ByteString(fixtures::EC_P256_PUBLIC_PEM.as_bytes().to_vec()),
+        );
+        let after = render_signed(&d, &rotated).expect("r");
+        assert_ne!(before, after.config_hash, "pods roll on rotation");
+        assert!(after.config_map.data.as_ref().expect("data")[CONFIG_KEY].contains("K3NEXT"));
+        let mut reformatted = keys.clone();
+        reformatted.get_mut("signing-keys").expect("secret").insert(
+            "K1EC".into(),
+            ByteString(format!("\n{}\n\n", fixtures::EC_P256_PUBLIC_PEM.trim()).into_bytes()),
+        );
+        assert_eq!(
+            before,
+            render_signed(&d, &reformatted).expect("r").config_hash
+        );
+    }
+
+    #[test]
+    fn key_secret_problems_name_the_field_and_reason() {
+        let d = fixtures::signed();
+        type Mutation = Box<dyn Fn(&mut KeySecrets)>;
+        let set = |secret: &'static str, id: &'static str, pem: &'static str| -> Mutation {
+            Box::new(move |k: &mut KeySecrets| {
+                k.entry(secret.into())
+                    .or_default()
+                    .insert(id.into(), ByteString(pem.as_bytes().to_vec()));
+            })
+        };
+        let cases: Vec<(Mutation, &str, &str, &str)> = vec![
+            (
+                Box::new(|k| {
+                    k.remove("partner-keys");
+                }),
+                "spec.trustedKeyGroups[1].secretRef",
+                REASON_SECRET_NOT_FOUND,
+                "\"partner-keys\" was not found",
+            ),
+            (
+                Box::new(|k| {
+                    k.insert("signing-keys".into(), SecretData::new());
+                }),
+                "spec.trustedKeyGroups[0].secretRef",
+                REASON_SECRET_INVALID,
+                "has no keys",
+            ),
+            (
+                set("signing-keys", "K9", "not a key"),
+                "spec.trustedKeyGroups[0].secretRef",
+                REASON_SECRET_INVALID,
+                "key \"K9\": not a PEM",
+            ),
+            (
+                set("signing-keys", "K9", fixtures::RSA_1024_PUBLIC_PEM),
+                "spec.trustedKeyGroups[0].secretRef",
+                REASON_SECRET_INVALID,
+                "1024 bits is too small",
+            ),
+            (
+                set("partner-keys", "key.pem", fixtures::EC_P256_PUBLIC_PEM),
+                "spec.trustedKeyGroups[1].secretRef",
+                REASON_SECRET_INVALID,
+                "\"key.pem\" is not a Key-Pair-Id",
+            ),
+            (
+                set("partner-keys", "K1EC", fixtures::RSA_2048_PUBLIC_PEM),
+                "spec.trustedKeyGroups[1].secretRef",
+                REASON_SECRET_INVALID,
+                "differs from the key with the same id in spec.trustedKeyGroups[0]",
+            ),
+        ];
+        for (mutate, field, reason, text) in cases {
+            let mut keys = fixtures::key_secrets();
+            mutate(&mut keys);
+            let err = edge_config(&d.spec, &keys).expect_err(text);
+            assert_eq!((err.field.as_str(), err.reason), (field, reason), "{err}");
+            assert!(err.message.contains(text), "{text:?} not in {err}");
+        }
+    }
+
+    #[test]
+    fn security_spec_problems_the_schema_cannot_see_name_the_spec_field() {
+        type Mutation = Box<dyn Fn(&mut DistributionSpec)>;
+        let cases: Vec<(Mutation, &str)> = vec![
+            (
+                Box::new(|s| s.behaviors[2].trusted_key_groups = vec!["nope".into()]),
+                "spec.behaviors[2].trustedKeyGroups",
+            ),
+            (
+                Box::new(|s| s.cache.trusted_key_groups = vec!["nope".into()]),
+                "spec.cache.trustedKeyGroups",
+            ),
+            (
+                Box::new(|s| {
+                    let c = s
+                        .response_headers_policy
+                        .as_mut()
+                        .and_then(|p| p.cors.as_mut());
+                    if let Some(c) = c {
+                        c.allow_origins = vec![crate::crd::CorsOrigin("*".into())];
+                        c.allow_credentials = true;
+                    }
+                }),
+                "spec.responseHeadersPolicy.cors.allowCredentials",
+            ),
+            (
+                Box::new(|s| {
+                    if let Some(l) = s.viewer_limits.as_mut() {
+                        l.max_url_bytes = Some(10);
+                    }
+                }),
+                "spec.viewerLimits.maxUrlBytes",
+            ),
+            (
+                Box::new(|s| {
+                    if let Some(l) = s.viewer_limits.as_mut() {
+                        l.header_read_timeout = Some("0s".into());
+                    }
+                }),
+                "spec.viewerLimits.headerReadTimeout",
+            ),
+        ];
+        for (mutate, field) in cases {
+            let mut spec = fixtures::signed_spec();
+            mutate(&mut spec);
+            let err = edge_config(&spec, &fixtures::key_secrets()).expect_err(field);
+            assert_eq!(
+                (err.field.as_str(), err.reason),
+                (field, REASON_INVALID_SPEC),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -316,6 +316,23 @@ pub fn credentials() -> std::collections::BTreeMap<String, ByteString> {
     .collect()
 }
 
+pub const SIGNING_KEYS: &str = "/api/v1/namespaces/web/secrets/signing-keys";
+pub const PARTNER_KEYS: &str = "/api/v1/namespaces/web/secrets/partner-keys";
+
+/// A key group Secret of `web` as the API server returns it.
+pub fn key_secret(name: &str, data: &render::SecretData) -> Value {
+    let s = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("web".into()),
+            ..Default::default()
+        },
+        data: Some(data.clone()),
+        ..Default::default()
+    };
+    serde_json::to_value(s).unwrap_or_default()
+}
+
 pub fn kubeconfig_secret() -> Value {
     let kc = "apiVersion: v1\nkind: Config\nclusters: [{name: eu, cluster: {server: \"https://eu-west.example:6443\"}}]\nusers: [{name: op, user: {token: abc}}]\ncontexts: [{name: eu, context: {cluster: eu, user: op}}]\ncurrent-context: eu\n";
     let s = Secret {
@@ -334,7 +351,17 @@ pub fn kubeconfig_secret() -> Value {
 /// What the operator renders for region `idx` of `dist`, as stored objects (with a ready
 /// Deployment status when `ready`).
 pub fn stored_objects(dist: &Distribution, idx: usize, ready: bool) -> Vec<Value> {
-    let cfg = render::edge_config(&dist.spec).expect("valid spec");
+    stored_objects_with(dist, idx, ready, &fixtures::key_secrets())
+}
+
+/// [`stored_objects`] rendered with the given key group Secrets.
+pub fn stored_objects_with(
+    dist: &Distribution,
+    idx: usize,
+    ready: bool,
+    keys: &render::KeySecrets,
+) -> Vec<Value> {
+    let cfg = render::edge_config(&dist.spec, keys).expect("valid spec");
     let creds = credentials();
     let objs: RegionObjects = render::render_region(
         dist,
@@ -704,6 +731,183 @@ mod tests {
             "{:?}",
             run.action.as_ref().err()
         );
+    }
+
+    /// The reads of the signed fixture: credentials, both key group Secrets, the kubeconfig.
+    fn signed_reads(keys: &render::KeySecrets) -> Vec<Expect> {
+        let mut r = reads();
+        for (path, name) in [
+            (SIGNING_KEYS, "signing-keys"),
+            (PARTNER_KEYS, "partner-keys"),
+        ] {
+            let reply = match keys.get(name) {
+                Some(data) => Reply::Json(key_secret(name, data)),
+                None => Reply::NotFound,
+            };
+            r.push(expect(Method::GET, path, reply));
+        }
+        r
+    }
+
+    fn edge_yaml(seen: &[Seen]) -> kubefront_edge::config::EdgeConfig {
+        let cm = seen
+            .iter()
+            .find(|s| s.method == Method::PATCH && s.path.contains("/configmaps/"))
+            .expect("configmap applied");
+        kubefront_edge::config::EdgeConfig::from_yaml(
+            cm.body["data"]["edge.yaml"].as_str().unwrap_or_default(),
+        )
+        .expect("edge config")
+    }
+
+    #[tokio::test]
+    async fn key_groups_from_secrets_reach_every_region_inline() {
+        let keys = fixtures::key_secrets();
+        let mut local = signed_reads(&keys);
+        local.extend(fresh(local_paths()));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let run = run(fixtures::signed(), local, fresh(remote_paths())).await;
+        run.action.as_ref().expect("reconcile ok");
+        for seen in [&run.local, &run.remote] {
+            let edge = edge_yaml(seen);
+            let ids: Vec<&str> = edge.security.trusted_key_groups[0]
+                .keys
+                .iter()
+                .map(|k| k.id.as_str())
+                .collect();
+            assert_eq!(ids, ["K1EC", "K2ROTATED"]);
+            assert!(edge.security.trusted_key_groups[0].keys[0]
+                .public_key_pem
+                .as_deref()
+                .is_some_and(|p| p.starts_with("-----BEGIN PUBLIC KEY-----")));
+            assert_eq!(edge.security.signed_paths[0].path_pattern, "/private/*");
+            assert_eq!(
+                edge.security.response_headers.frame_options.as_deref(),
+                Some("DENY")
+            );
+        }
+        // Public keys travel inside the config: the only Secret mirrored is the credentials.
+        let secrets: Vec<&str> = run
+            .remote
+            .iter()
+            .filter(|s| s.method == Method::PATCH && s.path.contains("/secrets/"))
+            .map(|s| s.path.as_str())
+            .collect();
+        assert_eq!(secrets, [remote_paths()[0].1.as_str()]);
+        let st = run.status_written().expect("status");
+        assert_eq!(cond(&st, Some("eu-west"), "Applied").0, "True");
+    }
+
+    #[tokio::test]
+    async fn key_rotation_rewrites_the_config_and_rolls_pods_in_both_regions() {
+        let d = fixtures::signed();
+        let old_keys = fixtures::key_secrets();
+        let mut new_keys = old_keys.clone();
+        new_keys.get_mut("signing-keys").expect("secret").insert(
+            "K3NEXT".into(),
+            ByteString(fixtures::EC_P256_PUBLIC_PEM.as_bytes().to_vec()),
+        );
+        let changed = |paths: Vec<(&'static str, String)>, idx: usize| {
+            let mut e = Vec::new();
+            for ((kind, p), o) in paths
+                .into_iter()
+                .zip(stored_objects_with(&d, idx, true, &old_keys))
+            {
+                e.push(expect(Method::GET, &p, Reply::Json(o)));
+                if kind == "ConfigMap" || kind == "Deployment" {
+                    e.push(expect(Method::PATCH, &p, Reply::Echo));
+                }
+            }
+            e
+        };
+        let mut local = signed_reads(&new_keys);
+        local.extend(changed(local_paths(), 0));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let run = run(d.clone(), local, changed(remote_paths(), 1)).await;
+        run.action.as_ref().expect("ok");
+        let old_hash = stored_objects_with(&d, 1, false, &old_keys)[4]["spec"]["template"]
+            ["metadata"]["annotations"]["kubefront.io/config-hash"]
+            .clone();
+        for seen in [&run.local, &run.remote] {
+            assert_eq!(edge_yaml(seen).security.trusted_key_groups[0].keys.len(), 3);
+            let dep = seen
+                .iter()
+                .find(|s| s.method == Method::PATCH && s.path.contains("/deployments/"))
+                .expect("deployment");
+            assert_ne!(
+                dep.body["spec"]["template"]["metadata"]["annotations"]["kubefront.io/config-hash"],
+                old_hash
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_key_secret_changes_nothing_and_every_region_names_the_field() {
+        // A previous reconcile left both regions running.
+        let mut d = fixtures::signed();
+        let keys = fixtures::key_secrets();
+        let mut learn = signed_reads(&keys);
+        learn.extend(in_sync(local_paths(), stored_objects(&d, 0, true)));
+        learn.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let running = run(
+            d.clone(),
+            learn,
+            in_sync(remote_paths(), stored_objects(&d, 1, true)),
+        )
+        .await
+        .status_written()
+        .expect("status");
+        d.status = Some(running.clone());
+
+        let mut gone = keys.clone();
+        gone.remove("partner-keys");
+        let mut local = signed_reads(&gone);
+        local.retain(|e| e.path != KUBECONFIG); // no region is touched
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let run = run(d, local, vec![]).await;
+        run.action
+            .as_ref()
+            .expect("a spec problem is status, not an error");
+        assert!(
+            run.writes().iter().all(|w| w.ends_with("/status")),
+            "{:?}",
+            run.writes()
+        );
+        let st = run.status_written().expect("status");
+        let (status, reason, message) = cond(&st, None, DEGRADED);
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("True", "SecretNotFound")
+        );
+        assert!(
+            message.starts_with(
+                "spec.trustedKeyGroups[1].secretRef: Secret \"partner-keys\" was not found"
+            ),
+            "{message}"
+        );
+        for region in ["local", "eu-west"] {
+            let (status, reason, message) = cond(&st, Some(region), "Applied");
+            assert_eq!(
+                (status.as_str(), reason.as_str()),
+                ("False", "SecretNotFound")
+            );
+            assert!(
+                message.contains("spec.trustedKeyGroups[1].secretRef"),
+                "{message}"
+            );
+            assert_eq!(
+                cond(&st, Some(region), AVAILABLE).0,
+                "True",
+                "still serving"
+            );
+            let was = running
+                .regions
+                .iter()
+                .find(|r| r.name == region)
+                .expect("r");
+            let now = st.regions.iter().find(|r| r.name == region).expect("r");
+            assert_eq!(now.config_hash, was.config_hash, "last applied config kept");
+        }
     }
 
     #[tokio::test]

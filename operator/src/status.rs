@@ -153,6 +153,44 @@ pub fn region_status(
     st
 }
 
+/// The status of a region that was left alone because the Distribution cannot be rendered
+/// (`err`): it keeps running what it ran, so its numbers, hash and availability are kept, and
+/// it is not `Applied` for the reason `err` names.
+pub fn region_blocked(
+    name: &str,
+    cluster: String,
+    namespace: String,
+    err: &RenderError,
+    old: Option<&RegionStatus>,
+    generation: Option<i64>,
+    now: &Timestamp,
+) -> RegionStatus {
+    let old_conds = old.map(|o| o.conditions.as_slice()).unwrap_or_default();
+    let mut conditions = Conditions::new(old_conds, generation, now);
+    let msg = format!("{err} (nothing was changed in this region)");
+    conditions.set(APPLIED, "False", err.reason, msg.clone());
+    match old_conds.iter().find(|c| c.type_ == AVAILABLE) {
+        Some(c) => conditions.out.push(c.clone()),
+        None => conditions.set(
+            AVAILABLE,
+            "Unknown",
+            err.reason,
+            "nothing applied yet".into(),
+        ),
+    }
+    conditions.set(DEGRADED, "True", err.reason, msg);
+    RegionStatus {
+        name: name.into(),
+        cluster,
+        namespace,
+        replicas: old.map_or(0, |o| o.replicas),
+        ready_replicas: old.map_or(0, |o| o.ready_replicas),
+        endpoint: old.and_then(|o| o.endpoint.clone()),
+        config_hash: old.and_then(|o| o.config_hash.clone()),
+        conditions: conditions.out,
+    }
+}
+
 fn cond_is(conds: &[Condition], type_: &str, status: &str) -> bool {
     conds.iter().any(|c| c.type_ == type_ && c.status == status)
 }
@@ -195,9 +233,9 @@ pub fn distribution_status(
 
     if let Some(err) = invalid {
         let msg = err.to_string();
-        conditions.set(READY, "False", "InvalidSpec", msg.clone());
-        conditions.set(PROGRESSING, "False", "InvalidSpec", msg.clone());
-        conditions.set(DEGRADED, "True", "InvalidSpec", msg);
+        conditions.set(READY, "False", err.reason, msg.clone());
+        conditions.set(PROGRESSING, "False", err.reason, msg.clone());
+        conditions.set(DEGRADED, "True", err.reason, msg);
     } else {
         let is_ready = total > 0 && ready.len() == total;
         let not_ready: Vec<String> = regions
@@ -361,6 +399,43 @@ mod tests {
         assert_eq!(cond(&s, READY).status, "False");
         assert_eq!(cond(&s, READY).reason, "RegionsNotReady");
         assert_eq!(cond(&s, PROGRESSING).status, "True");
+    }
+
+    #[test]
+    fn a_blocked_region_keeps_what_it_runs_and_names_the_field() {
+        let now = Timestamp::now();
+        let running = status_of(&[ok("a", true)], None, &now);
+        let err = RenderError {
+            field: "spec.trustedKeyGroups[0].secretRef".into(),
+            message: "Secret \"keys\" was not found".into(),
+            reason: "SecretNotFound",
+        };
+        let later = now + k8s_openapi::jiff::SignedDuration::from_secs(60);
+        let r = region_blocked(
+            "a",
+            "local".into(),
+            "ns".into(),
+            &err,
+            Some(&running.regions[0]),
+            Some(2),
+            &later,
+        );
+        assert_eq!(r.config_hash.as_deref(), Some("abc"));
+        assert_eq!(r.ready_replicas, 2);
+        let c = |t: &str| r.conditions.iter().find(|c| c.type_ == t).expect(t).clone();
+        assert_eq!(
+            (c(APPLIED).status.as_str(), c(APPLIED).reason.as_str()),
+            ("False", "SecretNotFound")
+        );
+        assert!(c(APPLIED)
+            .message
+            .starts_with("spec.trustedKeyGroups[0].secretRef: "));
+        assert_eq!(c(AVAILABLE).status, "True", "still serving the last config");
+        assert_eq!(c(DEGRADED).status, "True");
+        let s = distribution_status(vec![r], Some(&err), Some(&running), Some(2), &later);
+        assert_eq!(cond(&s, DEGRADED).reason, "SecretNotFound");
+        assert_eq!(cond(&s, READY).status, "False");
+        assert_eq!(s.ready_regions.as_deref(), Some("0/1"));
     }
 
     #[test]

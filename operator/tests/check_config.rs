@@ -48,7 +48,7 @@ fn check(bin: &PathBuf, yaml: &str) -> (bool, String) {
 fn rendered_config_passes_the_real_check_config() {
     let Some(bin) = edge_binary() else { return };
     let dist = fixtures::example();
-    let cfg = render::edge_config(&dist.spec).expect("example renders");
+    let cfg = render::edge_config(&dist.spec, &fixtures::key_secrets()).expect("example renders");
     let (ok, text) = check(&bin, &cfg.to_yaml());
     assert!(
         ok,
@@ -72,7 +72,7 @@ fn rendered_config_passes_the_real_check_config() {
         "ns",
         fixtures::spec("origin: {s3: {bucket: assets}}\nregions: [{name: a}]"),
     );
-    let cfg = render::edge_config(&minimal.spec).expect("minimal renders");
+    let cfg = render::edge_config(&minimal.spec, &Default::default()).expect("minimal renders");
     let objs = render::render_region(
         &minimal,
         &minimal.spec.regions[0],
@@ -92,9 +92,73 @@ fn rendered_config_passes_the_real_check_config() {
 fn check_config_refuses_what_the_proxy_cannot_run() {
     let Some(bin) = edge_binary() else { return };
     let dist = fixtures::example();
-    let mut cfg = render::edge_config(&dist.spec).expect("example renders");
+    let mut cfg =
+        render::edge_config(&dist.spec, &fixtures::key_secrets()).expect("example renders");
     cfg.cache.max_object_size = kubefront_edge::config::ByteSize(cfg.cache.memory.0 * 2);
     let (ok, text) = check(&bin, &cfg.to_yaml());
     assert!(!ok, "an oversized maxObjectSize must be refused");
     assert!(text.contains("maxObjectSize"), "{text}");
+}
+
+#[test]
+fn rendered_key_groups_and_headers_pass_the_real_check_config() {
+    let Some(bin) = edge_binary() else { return };
+    let dist = fixtures::signed();
+    let keys = fixtures::key_secrets();
+    let cfg = render::edge_config(&dist.spec, &keys).expect("signed example renders");
+    let c = fixtures::secret_data(&[("accessKeyId", "a"), ("secretAccessKey", "s")]);
+    for region in &dist.spec.regions {
+        let objs = render::render_region(
+            &dist,
+            region,
+            &cfg,
+            &render::RenderContext {
+                edge_image: "e",
+                credentials: Some(&c),
+            },
+        )
+        .expect("renders");
+        let data = objs.config_map.data.expect("data");
+        let (ok, text) = check(&bin, &data[render::CONFIG_KEY]);
+        assert!(
+            ok,
+            "region {}: ConfigMap edge.yaml with key groups rejected: {text}",
+            region.name
+        );
+    }
+}
+
+#[test]
+fn keys_the_operator_refuses_are_keys_the_real_edge_refuses() {
+    let Some(bin) = edge_binary() else { return };
+    let dist = fixtures::signed();
+    let good = render::edge_config(&dist.spec, &fixtures::key_secrets()).expect("renders");
+    for (id, pem) in [
+        ("K1024", fixtures::RSA_1024_PUBLIC_PEM),
+        (
+            "KJUNK",
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+        ),
+    ] {
+        // The operator names the Secret and the key, and applies nothing…
+        let mut keys = fixtures::key_secrets();
+        keys.get_mut("signing-keys")
+            .expect("secret")
+            .extend(fixtures::secret_data(&[(id, pem)]));
+        let err = render::edge_config(&dist.spec, &keys).expect_err(id);
+        assert_eq!(err.field, "spec.trustedKeyGroups[0].secretRef");
+        assert!(err.message.contains(id), "{err}");
+        // …because the edge would refuse the same config.
+        let mut cfg = good.clone();
+        cfg.security.trusted_key_groups[0].keys.push(
+            kubefront_edge::config::security::TrustedKey {
+                id: id.into(),
+                public_key_pem: Some(pem.into()),
+                public_key_file: None,
+            },
+        );
+        let (ok, text) = check(&bin, &cfg.to_yaml());
+        assert!(!ok, "the edge must refuse key {id}");
+        assert!(text.contains(id), "{text}");
+    }
 }

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{controller, watcher, Controller};
 use kube::{Api, Client};
@@ -262,8 +263,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(remote_watches),
     ));
     let owned = || watcher::Config::default().labels(MANAGED_SELECTOR);
+    // Secrets a Distribution reads (credentials, key groups, kubeconfigs) carry no label of
+    // ours: watch their metadata (never their data) in the Distributions' namespace(s) and map
+    // each change to the Distributions naming it, from the controller's own store, so a key
+    // rotation rolls out at once instead of at the next resync.
+    let referenced: Api<PartialObjectMeta<Secret>> = match &args.watch_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let controller = Controller::new(dists, watcher::Config::default().any_semantic());
+    let store = controller.store();
     tracing::info!(edge_image = %args.edge_image, namespace = ?args.watch_namespace, "starting controller");
-    Controller::new(dists, watcher::Config::default().any_semantic())
+    controller
+        .watches(referenced, watcher::Config::default(), move |s| {
+            reconcile::referencing_secret(
+                &store.state(),
+                s.metadata.namespace.as_deref(),
+                s.metadata.name.as_deref().unwrap_or_default(),
+            )
+        })
         .with_config(
             controller::Config::default()
                 .concurrency(args.concurrency)

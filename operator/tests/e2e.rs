@@ -23,6 +23,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
 use kubefront_edge::config::EdgeConfig;
 use kubefront_operator::crd::Distribution;
+use kubefront_operator::fixtures;
 use serde_json::json;
 
 struct Operator(Child);
@@ -114,23 +115,21 @@ async fn reqwest_lite(port: u16, path: &str) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_end_to_end() {
-    let Some(path) = kubeconfig_path() else {
-        return;
-    };
+/// A client for the test cluster and the kubeconfig text (for remote-region Secrets).
+async fn connect(path: &PathBuf) -> (Client, String) {
     // As in the binary: the workspace links two rustls backends, so name one.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let kc_text = std::fs::read_to_string(&path).expect("read kubeconfig");
+    let kc_text = std::fs::read_to_string(path).expect("read kubeconfig");
     let kc = Kubeconfig::from_yaml(&kc_text).expect("parse kubeconfig");
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .expect("config");
-    let client = Client::try_from(config).expect("client");
-    let pods = std::env::var("KUBEFRONT_E2E_PODS").is_ok_and(|v| v == "1");
-    let long = Duration::from_secs(60);
+    (Client::try_from(config).expect("client"), kc_text)
+}
 
-    // 1. Install the committed CRD (the API server compiles its CEL rules here).
+/// Installs the committed CRD (the API server compiles its CEL rules here) and waits until
+/// it is served.
+async fn install_crd(client: &Client) {
     let crd: CustomResourceDefinition =
         serde_yaml::from_str(include_str!("../../crds/distribution.yaml")).expect("crd yaml");
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -141,7 +140,7 @@ async fn operator_end_to_end() {
     )
     .await
     .expect("CRD accepted by the API server");
-    wait_for("CRD established", long, || {
+    wait_for("CRD established", Duration::from_secs(60), || {
         let crds = crds.clone();
         async move {
             let c = crds.get("distributions.kubefront.io").await.ok()?;
@@ -153,14 +152,68 @@ async fn operator_end_to_end() {
         }
     })
     .await;
+}
+
+/// A fresh namespace name for one test.
+fn unique_namespace(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("kf-{test}-{:x}", std::process::id() ^ nanos)
+}
+
+/// The real operator binary, watching `ns` only (its Lease in `ns` too); returns it with its
+/// metrics port once it answers /readyz.
+async fn start_operator(path: &PathBuf, ns: &str) -> (Operator, u16) {
+    let port = free_port();
+    let child = Command::new(operator_binary())
+        .args([
+            "run",
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--watch-namespace",
+            ns,
+        ])
+        .args([
+            "--edge-image",
+            "kubefront/edge:dev",
+            "--leader-election",
+            "--lease-namespace",
+            ns,
+        ])
+        .env("KUBECONFIG", path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start operator");
+    let operator = Operator(child);
+    wait_for("operator /readyz", Duration::from_secs(60), || async move {
+        reqwest_lite(port, "/readyz")
+            .await
+            .contains("200 OK")
+            .then_some(())
+    })
+    .await;
+    (operator, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_end_to_end() {
+    let Some(path) = kubeconfig_path() else {
+        return;
+    };
+    let (client, kc_text) = connect(&path).await;
+    let pods = std::env::var("KUBEFRONT_E2E_PODS").is_ok_and(|v| v == "1");
+    let long = Duration::from_secs(60);
+
+    // 1. Install the committed CRD (the API server compiles its CEL rules here).
+    install_crd(&client).await;
 
     // 2. Namespaces, credentials and the remote kubeconfig Secret.
-    let suffix = format!(
-        "{:x}",
-        std::process::id() ^ (Instant::now().elapsed().as_nanos() as u32)
-    );
-    let ns = format!("kf-e2e-{suffix}");
-    let remote_ns = format!("kf-e2e-{suffix}-remote");
+    let ns = unique_namespace("e2e");
+    let remote_ns = format!("{ns}-remote");
     let nss: Api<Namespace> = Api::all(client.clone());
     for n in [&ns, &remote_ns] {
         nss.create(
@@ -195,36 +248,7 @@ async fn operator_end_to_end() {
         .expect("kubeconfig secret");
 
     // 3. The real operator binary.
-    let port = free_port();
-    let child = Command::new(operator_binary())
-        .args([
-            "run",
-            "--metrics-addr",
-            &format!("127.0.0.1:{port}"),
-            "--watch-namespace",
-            &ns,
-        ])
-        .args([
-            "--edge-image",
-            "kubefront/edge:dev",
-            "--leader-election",
-            "--lease-namespace",
-            &ns,
-        ])
-        .env("KUBECONFIG", &path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start operator");
-    let _operator = Operator(child);
-    wait_for("operator /readyz", long, || async move {
-        reqwest_lite(port, "/readyz")
-            .await
-            .contains("200 OK")
-            .then_some(())
-    })
-    .await;
+    let (_operator, port) = start_operator(&path, &ns).await;
 
     // 4. A Distribution with a local and a "remote" region.
     let dists: Api<Distribution> = Api::namespaced(client.clone(), &ns);
@@ -577,6 +601,425 @@ async fn operator_end_to_end() {
     for n in [&ns, &remote_ns] {
         let _ = nss.delete(n, &DeleteParams::default()).await;
     }
+}
+
+/// Waits until the operator has made no reconcile for two seconds, so a later change can only
+/// be picked up by a watch (not by a reconcile that was already queued).
+async fn quiesce(port: u16) {
+    let start = Instant::now();
+    let mut last = metric(port, "kubefront_operator_reconciles_total").await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = metric(port, "kubefront_operator_reconciles_total").await;
+        if now == last {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the operator kept reconciling for a minute"
+        );
+        last = now;
+    }
+}
+
+/// The region's edge config and the config hash on its pod template.
+async fn region_config(client: &Client, ns: &str, name: &str) -> Option<(EdgeConfig, String)> {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .ok()??;
+    let edge = EdgeConfig::from_yaml(cm.data.as_ref()?.get("edge.yaml")?).ok()?;
+    let dep = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .ok()??;
+    let hash = dep
+        .spec
+        .template
+        .metadata?
+        .annotations?
+        .get("kubefront.io/config-hash")?
+        .clone();
+    Some((edge, hash))
+}
+
+fn key_ids(edge: &EdgeConfig) -> Vec<String> {
+    edge.security
+        .trusted_key_groups
+        .iter()
+        .flat_map(|g| g.keys.iter().map(|k| k.id.clone()))
+        .collect()
+}
+
+/// Condition (status, reason, message) of the Distribution or one of its regions.
+fn cond_full(d: &Distribution, region: Option<&str>, t: &str) -> Option<(String, String, String)> {
+    let st = d.status.as_ref()?;
+    let conds = match region {
+        None => &st.conditions,
+        Some(r) => &st.regions.iter().find(|x| x.name == r)?.conditions,
+    };
+    conds
+        .iter()
+        .find(|c| c.type_ == t)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Signed URLs in a Distribution: key groups from a Secret reach the region's edge config,
+/// rotating the Secret rolls the config without a Distribution edit, bad or missing Secrets
+/// are reported in status without touching what runs, and the API server rejects key-group
+/// and response-header mistakes naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_distribution_end_to_end() {
+    let Some(path) = kubeconfig_path() else {
+        return;
+    };
+    let (client, _) = connect(&path).await;
+    let pods = std::env::var("KUBEFRONT_E2E_PODS").is_ok_and(|v| v == "1");
+    let long = Duration::from_secs(60);
+    // Faster than any periodic requeue (60s while rolling, 5 min otherwise): only the watch on
+    // referenced Secrets can make these.
+    let prompt = Duration::from_secs(30);
+    install_crd(&client).await;
+    let ns = unique_namespace("signed");
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns"),
+    )
+    .await
+    .expect("create namespace");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "signing-keys"},
+                "stringData": {"K1EC": fixtures::EC_P256_PUBLIC_PEM}
+            }))
+            .expect("secret"),
+        )
+        .await
+        .expect("key group secret");
+    let (_operator, port) = start_operator(&path, &ns).await;
+
+    // 1. Key group + signed behavior + response headers: applied, keys inline in the config.
+    let dists: Api<Distribution> = Api::namespaced(client.clone(), &ns);
+    let dist: Distribution = serde_json::from_value(json!({
+        "apiVersion": "kubefront.io/v1alpha1", "kind": "Distribution",
+        "metadata": {"name": "signed"},
+        "spec": {
+            "origin": {"s3": {"bucket": "assets", "endpoint": "http://minio.storage:9000", "forcePathStyle": true}},
+            "trustedKeyGroups": [{"name": "main", "secretRef": {"name": "signing-keys"}}],
+            "behaviors": [
+                {"pathPattern": "/static/*", "defaultTTL": "365d"},
+                {"pathPattern": "/private/*", "trustedKeyGroups": ["main"]}
+            ],
+            "responseHeadersPolicy": {
+                "cors": {"allowOrigins": ["https://app.example.com"], "allowCredentials": true, "maxAge": "10m"},
+                "strictTransportSecurity": {"maxAge": "365d", "includeSubdomains": true},
+                "contentTypeOptions": true, "frameOptions": "DENY", "referrerPolicy": "no-referrer"
+            },
+            "viewerLimits": {"maxUrlBytes": 4096, "headerReadTimeout": "5s"},
+            "clientIp": {"header": "X-Forwarded-For"},
+            "regions": [{"name": "home", "replicas": 1}]
+        }
+    }))
+    .expect("dist");
+    dists
+        .create(&PostParams::default(), &dist)
+        .await
+        .expect("create signed Distribution");
+    let applied = |name: &'static str| {
+        let dists = dists.clone();
+        async move {
+            let d = dists.get(name).await.ok()?;
+            let st = d.status.as_ref()?;
+            let ok = st.observed_generation == d.metadata.generation
+                && cond(&d, Some("home"), "Applied").is_some_and(|c| c.0 == "True")
+                && cond(&d, None, "Degraded").is_some_and(|c| c.0 == "False");
+            ok.then_some(d)
+        }
+    };
+    let d = wait_for("signed Distribution applied", long, || applied("signed")).await;
+    if pods {
+        wait_for("Ready=True", Duration::from_secs(180), || {
+            let dists = dists.clone();
+            async move {
+                let d = dists.get("signed").await.ok()?;
+                (cond(&d, None, "Ready")?.0 == "True").then_some(())
+            }
+        })
+        .await;
+    }
+    let generation = d.metadata.generation;
+    let (edge, hash1) = region_config(&client, &ns, "signed-home")
+        .await
+        .expect("config map and deployment");
+    edge.validate().expect("the edge validator accepts it");
+    assert_eq!(key_ids(&edge), ["K1EC"]);
+    assert_eq!(
+        edge.security.trusted_key_groups[0].keys[0]
+            .public_key_pem
+            .as_deref()
+            .map(str::trim),
+        Some(fixtures::EC_P256_PUBLIC_PEM.trim())
+    );
+    assert_eq!(edge.security.signed_paths.len(), 1);
+    assert_eq!(edge.security.signed_paths[0].path_pattern, "/private/*");
+    assert_eq!(edge.security.signed_paths[0].key_groups, ["main"]);
+    let rh = &edge.security.response_headers;
+    assert_eq!(rh.frame_options.as_deref(), Some("DENY"));
+    assert_eq!(rh.referrer_policy.as_deref(), Some("no-referrer"));
+    assert!(rh.content_type_options);
+    assert!(rh.cors.as_ref().is_some_and(|c| c.allow_credentials));
+    assert_eq!(edge.security.limits.max_url_bytes, 4096);
+    assert_eq!(
+        edge.security.client_ip.header.as_deref(),
+        Some("X-Forwarded-For")
+    );
+    let status_hash = |d: &Distribution| {
+        d.status
+            .as_ref()
+            .and_then(|s| s.regions.iter().find(|r| r.name == "home"))
+            .and_then(|r| r.config_hash.clone())
+    };
+    assert_eq!(status_hash(&d).as_deref(), Some(hash1.as_str()));
+
+    // 2. Rotation: a second key in the Secret, no Distribution edit.
+    quiesce(port).await;
+    secrets
+        .patch(
+            "signing-keys",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"K2ROTATED": fixtures::RSA_2048_PUBLIC_PEM}})),
+        )
+        .await
+        .expect("add a key");
+    let (edge, hash2) = wait_for("rotated key in the region's config", prompt, || {
+        let client = client.clone();
+        let ns = ns.clone();
+        let hash1 = hash1.clone();
+        async move {
+            let (edge, hash) = region_config(&client, &ns, "signed-home").await?;
+            // The ConfigMap is applied before the Deployment: wait for both.
+            (key_ids(&edge).len() == 2 && hash != hash1).then_some((edge, hash))
+        }
+    })
+    .await;
+    assert_eq!(key_ids(&edge), ["K1EC", "K2ROTATED"]);
+    assert_ne!(hash1, hash2, "pods roll on rotation");
+    let d = wait_for("status shows the new hash", prompt, || {
+        let dists = dists.clone();
+        let hash2 = hash2.clone();
+        async move {
+            let d = dists.get("signed").await.ok()?;
+            (status_hash(&d).as_deref() == Some(hash2.as_str())).then_some(d)
+        }
+    })
+    .await;
+    assert_eq!(d.metadata.generation, generation, "no Distribution edit");
+
+    // 3. A key the edge would refuse: reported, naming the field and key; nothing changes.
+    quiesce(port).await;
+    secrets
+        .patch(
+            "signing-keys",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"KBAD": "not a public key"}})),
+        )
+        .await
+        .expect("add a bad key");
+    let d = wait_for("SecretInvalid reported", prompt, || {
+        let dists = dists.clone();
+        async move {
+            let d = dists.get("signed").await.ok()?;
+            (cond(&d, None, "Degraded")? == ("True".into(), "SecretInvalid".into())).then_some(d)
+        }
+    })
+    .await;
+    let (_, _, message) = cond_full(&d, None, "Degraded").expect("Degraded");
+    assert!(
+        message.starts_with("spec.trustedKeyGroups[0].secretRef:") && message.contains("KBAD"),
+        "{message}"
+    );
+    let (status, reason, message) = cond_full(&d, Some("home"), "Applied").expect("Applied");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "SecretInvalid")
+    );
+    assert!(
+        message.contains("spec.trustedKeyGroups[0].secretRef"),
+        "{message}"
+    );
+    assert_eq!(
+        status_hash(&d).as_deref(),
+        Some(hash2.as_str()),
+        "last hash kept"
+    );
+    let (edge, hash) = region_config(&client, &ns, "signed-home")
+        .await
+        .expect("config");
+    assert_eq!(
+        (key_ids(&edge), hash),
+        (
+            vec!["K1EC".to_string(), "K2ROTATED".to_string()],
+            hash2.clone()
+        )
+    );
+    secrets
+        .patch(
+            "signing-keys",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"KBAD": null}})),
+        )
+        .await
+        .expect("remove the bad key");
+    wait_for("recovered after the bad key was removed", prompt, || {
+        applied("signed")
+    })
+    .await;
+
+    // 4. A Secret that does not exist yet: reported, nothing applied; creating it is enough.
+    let mut missing = dist.clone();
+    missing.metadata.name = Some("later".into());
+    missing.spec.trusted_key_groups[0].secret_ref.name = "later-keys".into();
+    dists
+        .create(&PostParams::default(), &missing)
+        .await
+        .expect("create Distribution with a missing Secret");
+    let d = wait_for("SecretNotFound reported", long, || {
+        let dists = dists.clone();
+        async move {
+            let d = dists.get("later").await.ok()?;
+            (cond(&d, Some("home"), "Applied")? == ("False".into(), "SecretNotFound".into()))
+                .then_some(d)
+        }
+    })
+    .await;
+    let (_, reason, message) = cond_full(&d, None, "Degraded").expect("Degraded");
+    assert_eq!(reason, "SecretNotFound");
+    assert!(
+        message
+            .starts_with("spec.trustedKeyGroups[0].secretRef: Secret \"later-keys\" was not found"),
+        "{message}"
+    );
+    assert!(
+        Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .get_opt("later-home")
+            .await
+            .expect("get")
+            .is_none(),
+        "nothing applied for a missing Secret"
+    );
+    quiesce(port).await;
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "later-keys"},
+                "stringData": {"KLATER": fixtures::EC_P256_PUBLIC_PEM}
+            }))
+            .expect("secret"),
+        )
+        .await
+        .expect("create the missing Secret");
+    wait_for("applied once the Secret exists", prompt, || {
+        applied("later")
+    })
+    .await;
+    let (edge, _) = region_config(&client, &ns, "later-home")
+        .await
+        .expect("config");
+    assert_eq!(key_ids(&edge), ["KLATER"]);
+
+    // 5. The API server rejects key-group and response-header mistakes, naming the field.
+    let group = json!([{"name": "main", "secretRef": {"name": "k"}}]);
+    let invalid = [
+        (
+            json!({"trustedKeyGroups": group, "behaviors": [{"pathPattern": "/p/*", "trustedKeyGroups": ["other"]}]}),
+            "spec.behaviors[].trustedKeyGroups",
+        ),
+        (
+            json!({"behaviors": [{"pathPattern": "/p/*", "trustedKeyGroups": ["main"]}]}),
+            "spec.behaviors[].trustedKeyGroups",
+        ),
+        (
+            json!({"trustedKeyGroups": group, "cache": {"trustedKeyGroups": ["other"]}}),
+            "spec.cache.trustedKeyGroups",
+        ),
+        (
+            json!({"trustedKeyGroups": [{"name": "a", "secretRef": {"name": "k"}}, {"name": "a", "secretRef": {"name": "j"}}]}),
+            "spec.trustedKeyGroups: names must be unique",
+        ),
+        (
+            json!({"trustedKeyGroups": [{"name": "a b", "secretRef": {"name": "k"}}]}),
+            "spec.trustedKeyGroups[0].name",
+        ),
+        (
+            json!({"responseHeadersPolicy": {"cors": {"allowOrigins": ["*"], "allowCredentials": true}}}),
+            "spec.responseHeadersPolicy.cors.allowCredentials",
+        ),
+        (
+            json!({"responseHeadersPolicy": {"cors": {"allowOrigins": ["app.example.com"]}}}),
+            "spec.responseHeadersPolicy.cors.allowOrigins[0]",
+        ),
+        (
+            json!({"responseHeadersPolicy": {"frameOptions": "ALLOW-FROM"}}),
+            "spec.responseHeadersPolicy.frameOptions",
+        ),
+        (
+            json!({"responseHeadersPolicy": {"referrerPolicy": "sometimes"}}),
+            "spec.responseHeadersPolicy.referrerPolicy",
+        ),
+        (
+            json!({"viewerLimits": {"headerReadTimeout": "0s"}}),
+            "spec.viewerLimits.headerReadTimeout",
+        ),
+        (
+            json!({"viewerLimits": {"maxUrlBytes": 10}}),
+            "spec.viewerLimits.maxUrlBytes",
+        ),
+    ];
+    let raw = Api::<kube::api::DynamicObject>::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::api::ApiResource::erase::<Distribution>(&()),
+    );
+    for (i, (patch, field)) in invalid.into_iter().enumerate() {
+        let obj: kube::api::DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "kubefront.io/v1alpha1", "kind": "Distribution",
+            "metadata": {"name": format!("bad-signed-{i}")}, "spec": spec_value(&patch)
+        }))
+        .expect("dynamic");
+        let err = raw
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect_err(&format!("case {i} must be rejected"));
+        let msg = err.to_string();
+        assert!(msg.contains(field), "case {i}: expected {field:?} in {msg}");
+    }
+
+    // 6. Clean up.
+    for name in ["signed", "later"] {
+        dists
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+    }
+    wait_for("Distributions gone", long, || {
+        let dists = dists.clone();
+        async move {
+            dists
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .is_empty()
+                .then_some(())
+        }
+    })
+    .await;
+    let _ = nss.delete(&ns, &DeleteParams::default()).await;
 }
 
 /// Deep-merges `patch` into `base` (objects merged, everything else replaced).

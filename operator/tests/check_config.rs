@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use kubefront_operator::crd::Distribution;
 use kubefront_operator::{fixtures, render};
+use serde::Deserialize;
 
 /// The edge binary: `KUBEFRONT_EDGE_BIN`, else the workspace's debug build.
 fn edge_binary() -> Option<PathBuf> {
@@ -161,4 +163,36 @@ fn keys_the_operator_refuses_are_keys_the_real_edge_refuses() {
         assert!(!ok, "the edge must refuse key {id}");
         assert!(text.contains(id), "{text}");
     }
+}
+
+#[test]
+fn the_signed_example_renders_and_passes_the_real_check_config() {
+    let Some(bin) = edge_binary() else { return };
+    let text = include_str!("../../examples/signed-distribution.yaml");
+    let mut keys = render::KeySecrets::new();
+    let mut dist = None;
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let v = serde_yaml::Value::deserialize(doc).expect("yaml");
+        match v["kind"].as_str() {
+            Some("Secret") => {
+                let name = v["metadata"]["name"].as_str().expect("name").to_string();
+                let entries: std::collections::BTreeMap<String, String> =
+                    serde_yaml::from_value(v["stringData"].clone()).expect("stringData");
+                let pairs: Vec<(&str, &str)> = entries
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                keys.insert(name, fixtures::secret_data(&pairs));
+            }
+            Some("Distribution") => {
+                dist = Some(serde_yaml::from_value::<Distribution>(v).expect("Distribution"))
+            }
+            other => panic!("unexpected kind {other:?}"),
+        }
+    }
+    let dist = dist.expect("a Distribution");
+    let cfg = render::edge_config(&dist.spec, &keys).expect("the example renders");
+    assert_eq!(cfg.security.trusted_key_groups[0].keys.len(), 2);
+    let (ok, text) = check(&bin, &cfg.to_yaml());
+    assert!(ok, "the signed example's edge config was rejected: {text}");
 }

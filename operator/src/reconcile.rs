@@ -37,7 +37,7 @@ pub const FINALIZER: &str = "kubefront.io/cleanup";
 /// Set to "true" on a Distribution to let it be deleted even when a region cannot be cleaned
 /// (e.g. the remote cluster is gone for good).
 pub const ANNOTATION_SKIP_CLEANUP: &str = "kubefront.io/skip-unreachable-cleanup";
-/// Periodic resync when everything is fine (also picks up credential Secret changes).
+/// Periodic resync when everything is fine (Secrets the spec names are watched as well).
 pub const RESYNC: Duration = Duration::from_secs(300);
 const REQUEUE_FAILING: Duration = Duration::from_secs(30);
 const REQUEUE_ROLLING: Duration = Duration::from_secs(60);

@@ -590,7 +590,8 @@ pub fn render_region(
     let secret = match (&dist.spec.origin.s3.credentials_secret_ref, ctx.credentials) {
         (None, _) => None,
         (Some(r), None) => {
-            return Err(RenderError::new(
+            return Err(RenderError::secret(
+                REASON_SECRET_NOT_FOUND,
                 "spec.origin.s3.credentialsSecretRef",
                 format!("Secret {:?} was not found", r.name),
             ))
@@ -600,7 +601,8 @@ pub fn render_region(
             let mut hashed: Vec<&[u8]> = Vec::new();
             for (key, var) in CREDENTIAL_KEYS {
                 let value = data.get(key).ok_or_else(|| {
-                    RenderError::new(
+                    RenderError::secret(
+                        REASON_SECRET_INVALID,
                         "spec.origin.s3.credentialsSecretRef",
                         format!("Secret {:?} has no key {key:?}", r.name),
                     )
@@ -1046,6 +1048,7 @@ mod tests {
         )
         .expect_err("missing secret");
         assert_eq!(err.field, "spec.origin.s3.credentialsSecretRef");
+        assert_eq!(err.reason, REASON_SECRET_NOT_FOUND);
     }
 
     fn render_signed(d: &Distribution, keys: &KeySecrets) -> Result<RegionObjects, RenderError> {

@@ -642,3 +642,78 @@ async fn response_headers_policy_on_every_answer() {
     assert!(bad.header("access-control-allow-origin").is_none());
     assert_eq!(s.origin_gets("/font.woff2"), 1);
 }
+
+/// Viewer limits are part of a config reload: the connection cap and the URL limit change
+/// without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_limits_follow_a_config_reload() {
+    let limits = |max_connections, max_url_bytes| ViewerLimits {
+        max_url_bytes,
+        max_header_bytes: 16 * 1024,
+        header_read_timeout: Dur::secs(30),
+        max_connections,
+    };
+    let Some(s) = Scenario::start("security-limits-reload", |c| {
+        c.security.limits = limits(2, 8192);
+    })
+    .await
+    else {
+        return;
+    };
+    s.bucket
+        .put("/page.html", PAGE, ObjectMeta::default())
+        .await
+        .expect("put");
+    let addr = s.edge.viewer;
+    let get = |path: String| format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let long = format!("/page.html?pad={}", "a".repeat(3000));
+    let r = raw_exchange(addr, get(long.clone()).as_bytes(), Duration::from_secs(10)).await;
+    assert_eq!(r.status, Some(200), "3 KiB URL under an 8 KiB limit");
+
+    // Two idle connections use the whole cap of 2: a third viewer waits in the accept queue.
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = raw_exchange(
+        addr,
+        get("/page.html".into()).as_bytes(),
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert_eq!(r.status, None, "served beyond maxConnections 2");
+
+    let reloads = || async {
+        s.edge.metrics().await.expect("metrics").sum(
+            "kubefront_edge_config_reloads_total",
+            &[("result", "applied")],
+        )
+    };
+    let before = reloads().await;
+    let mut cfg = s.config.clone();
+    cfg.security.limits = limits(8, 2048);
+    s.edge.rewrite_config(&cfg).expect("rewrite");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while reloads().await < before + 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "config not reloaded:\n{}",
+            s.edge.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The raised cap lets a viewer in while the idle connections stay open.
+    let r = raw_exchange(
+        addr,
+        get("/page.html".into()).as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(r.status, Some(200), "served after maxConnections rose to 8");
+    // The lowered URL limit applies at once.
+    let r = raw_exchange(addr, get(long).as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(r.status, Some(414), "3 KiB URL over a reloaded 2 KiB limit");
+    drop(idle);
+}

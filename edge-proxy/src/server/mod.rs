@@ -141,6 +141,30 @@ pub async fn probe_until_ready(edge: Arc<Edge>) {
     }
 }
 
+/// Open viewer connections, for the `maxConnections` cap.
+#[derive(Default)]
+struct OpenConnections {
+    count: std::sync::atomic::AtomicUsize,
+    closed: tokio::sync::Notify,
+}
+
+/// Held by a connection's task; counts it until the connection ends.
+struct ConnectionPermit(Arc<OpenConnections>);
+
+impl OpenConnections {
+    fn enter(self: &Arc<Self>) -> ConnectionPermit {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        ConnectionPermit(self.clone())
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        self.0.closed.notify_waiters();
+    }
+}
+
 /// Serves viewers on `listener` until `shutdown` resolves, then drains for up to `grace`.
 pub async fn serve_viewer(
     edge: Arc<Edge>,
@@ -148,27 +172,26 @@ pub async fn serve_viewer(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
-    // Limits are taken at start (like the listen address, not changed by a reload).
-    let limits = edge.current.load().settings.security.limits;
-    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections as usize));
-    let mut http = http1::Builder::new();
-    http.keep_alive(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout.as_duration())
-        .max_buf_size(64 * 1024)
-        .max_headers(100);
+    let open = Arc::new(OpenConnections::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let active = Arc::new(body::ActiveRequests::default());
     tokio::pin!(shutdown);
     loop {
+        // Read per connection, so a reload can change them without a restart.
+        let limits = edge.current.load().settings.security.limits;
         // At most maxConnections open viewer connections; the rest wait in the accept queue.
-        let permit = tokio::select! {
-            p = connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = &mut shutdown => break,
-        };
+        let closed = open.closed.notified();
+        tokio::pin!(closed);
+        closed.as_mut().enable();
+        if open.count.load(Ordering::Acquire) >= limits.max_connections as usize {
+            tokio::select! {
+                _ = closed => {}
+                // A reload may raise the cap while every connection stays open.
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = &mut shutdown => break,
+            }
+            continue;
+        }
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -180,6 +203,7 @@ pub async fn serve_viewer(
                         continue;
                     }
                 };
+                let permit = open.enter();
                 let _ = stream.set_nodelay(true);
                 let edge = edge.clone();
                 let active = active.clone();
@@ -192,6 +216,12 @@ pub async fn serve_viewer(
                         Ok::<_, Infallible>(resp.map(|inner| body::TrackedBody { inner, _guard: guard }))
                     }
                 });
+                let mut http = http1::Builder::new();
+                http.keep_alive(true)
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_read_timeout.as_duration())
+                    .max_buf_size(64 * 1024)
+                    .max_headers(100);
                 let conn = http.serve_connection(TokioIo::new(stream), svc);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {

@@ -82,6 +82,28 @@ async fn independent_signatures_are_accepted_and_forgeries_refused() {
     let unsigned = s.get("/private/a.txt").await;
     assert_eq!(unsigned.status, 403);
     assert_eq!(reason(&unsigned.text()), "missing");
+    // No spelling of the path routes around the signed pattern.
+    for sneaky in [
+        "//private/a.txt",
+        "///private/a.txt",
+        "/%2Fprivate/a.txt",
+        "/%2fprivate%2fa.txt",
+        "/public/../private/a.txt",
+        "/public/%2e%2e/private/a.txt",
+        "/./private/a.txt",
+        "/\\private/a.txt",
+        "/%5Cprivate/a.txt",
+        "/public/..%2Fprivate/a.txt",
+    ] {
+        let r = s.get(sneaky).await;
+        assert!(
+            r.status == 403 || r.status == 400,
+            "{sneaky}: {} {}",
+            r.status,
+            r.text()
+        );
+        assert_ne!(r.text(), BODY_A, "{sneaky} served the private object");
+    }
 
     // Accepted: every algorithm, canned and custom, URL and cookies, and the rotated key.
     let mut accepted = 0;

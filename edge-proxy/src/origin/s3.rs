@@ -62,13 +62,9 @@ impl S3Origin {
     }
 
     /// The object key for a normalized viewer path; the prefix cannot be escaped because
-    /// paths with `.`/`..` segments never get here.
+    /// viewer paths are normalized (`crate::security::path`).
     pub fn object_key(&self, path: &str) -> String {
-        let rel = path.strip_prefix('/').unwrap_or(path);
-        let mut key = String::with_capacity(self.prefix.len() + rel.len());
-        key.push_str(&self.prefix);
-        key.push_str(rel);
-        key
+        crate::security::path::object_key(&self.prefix, path)
     }
 
     async fn get(&self, req: OriginRequest) -> Result<OriginResponse, OriginError> {

@@ -1,7 +1,11 @@
-//! Viewer path normalization: the one place a request path becomes an object key.
+//! Viewer path normalization: the one place a request path becomes a cache key path and an
+//! object key.
 //!
-//! The result can never climb above the root, so `origin prefix + key` can never escape the
-//! configured prefix, whatever the viewer sends (encoded dots, backslashes, doubled slashes).
+//! A path is percent-decoded once and refused (400) when it holds a control character, a
+//! backslash or a `.`/`..` segment, in any encoding; runs of `/` are merged. The result can
+//! never climb above the root, so `origin prefix + key` can never escape the configured prefix,
+//! and every spelling of one path yields one string, so a signed path pattern cannot be routed
+//! around (`//private/x` is `/private/x`: S3 servers such as MinIO merge slashes too).
 
 /// Why a request path is refused (400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -14,11 +18,21 @@ pub enum PathError {
     NotUtf8,
     #[error("control character in path")]
     ControlChar,
+    #[error("path contains a '.' or '..' segment")]
+    DotSegment,
+    #[error("path contains a backslash")]
+    Backslash,
 }
 
 /// Percent-decodes `raw` exactly once (`%252e` stays the literal `%2e`), rejecting malformed
 /// escapes, non-UTF-8 results and control characters (NUL included).
 pub fn percent_decode_once(raw: &str) -> Result<String, PathError> {
+    if !raw.contains('%') {
+        if raw.chars().any(char::is_control) {
+            return Err(PathError::ControlChar);
+        }
+        return Ok(raw.to_owned());
+    }
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -53,35 +67,24 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
-/// Resolves an already-decoded path: `\` counts as `/`, empty and `.` segments vanish, `..`
-/// removes the previous segment and is ignored at the root. A trailing separator (or a
-/// trailing `.`/`..`) is kept as a trailing `/`. The result starts with `/`, has no empty,
-/// `.` or `..` segments, and resolving it again changes nothing.
-pub fn resolve_segments(decoded: &str) -> String {
-    let mut stack: Vec<&str> = Vec::new();
-    let mut trailing_dir = false;
-    for seg in decoded.split(['/', '\\']) {
-        trailing_dir = true;
-        match seg {
-            "" | "." => {}
-            ".." => {
-                stack.pop();
-            }
-            s => {
-                stack.push(s);
-                trailing_dir = false;
-            }
+/// Checks an already-decoded absolute path and merges runs of `/`. Idempotent on its output.
+pub fn canonical_segments(decoded: String) -> Result<String, PathError> {
+    if decoded.contains('\\') {
+        return Err(PathError::Backslash);
+    }
+    if decoded.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(PathError::DotSegment);
+    }
+    if !decoded.contains("//") {
+        return Ok(decoded);
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for c in decoded.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
         }
     }
-    let mut out = String::with_capacity(decoded.len() + 1);
-    for s in &stack {
-        out.push('/');
-        out.push_str(s);
-    }
-    if trailing_dir || stack.is_empty() {
-        out.push('/');
-    }
-    out
+    Ok(out)
 }
 
 /// The normalized form of a raw (still percent-encoded) request path.
@@ -89,15 +92,17 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
-    Ok(resolve_segments(&percent_decode_once(raw)?))
+    canonical_segments(percent_decode_once(raw)?)
 }
 
-/// Whether decoding `raw` already gives its normalized form, i.e. the viewer sent no dot
-/// segments, doubled slashes or backslashes (encoded or not). Signed requests must be
+/// Whether decoding `raw` already gives its normalized form, i.e. the viewer sent no doubled
+/// slashes (encoded or not) and nothing normalization refuses. Signed requests must be
 /// canonical so a signature for one path can never be stretched to another.
 pub fn is_canonical(raw: &str) -> bool {
     match percent_decode_once(raw) {
-        Ok(decoded) => raw.starts_with('/') && resolve_segments(&decoded) == decoded,
+        Ok(decoded) => {
+            raw.starts_with('/') && canonical_segments(decoded.clone()).is_ok_and(|n| n == decoded)
+        }
         Err(_) => false,
     }
 }
@@ -124,22 +129,20 @@ mod tests {
             ("/a/b.txt", "/a/b.txt"),
             ("/a//b", "/a/b"),
             ("//a", "/a"),
-            ("/a/./b", "/a/b"),
-            ("/a/../b", "/b"),
-            ("/../../etc/passwd", "/etc/passwd"),
-            ("/a/b/..", "/a/"),
-            ("/a/b/.", "/a/b/"),
+            ("///private/x", "/private/x"),
+            ("/%2Fprivate/x", "/private/x"),
+            ("/a%2fb", "/a/b"),
             ("/dir/", "/dir/"),
-            ("/%2e%2e/%2E%2E/secret", "/secret"),
-            ("/a%2f..%2fb", "/b"),
-            ("/a\\..\\..\\b", "/b"),
-            ("/a%5c..%5cb", "/b"),
+            ("/dir//", "/dir/"),
+            ("//", "/"),
             ("/%252e%252e/x", "/%2e%2e/x"),
             ("/caf%C3%A9", "/café"),
+            ("/%E2%82%AC", "/€"),
             ("/a%20b", "/a b"),
-            ("/..", "/"),
             ("/...", "/..."),
             ("/a/..b", "/a/..b"),
+            ("/a.b/..c/c..", "/a.b/..c/c.."),
+            ("/..;/x", "/..;/x"),
         ];
         for (raw, want) in cases {
             assert_eq!(normalize_path(raw).as_deref(), Ok(want), "{raw}");
@@ -156,8 +159,22 @@ mod tests {
             ("/a%zz", PathError::BadEscape),
             ("/a%00b", PathError::ControlChar),
             ("/a%0d%0aSet-Cookie:x", PathError::ControlChar),
+            ("/a%01", PathError::ControlChar),
+            ("/a%7f", PathError::ControlChar),
             ("/a%ff", PathError::NotUtf8),
             ("/a%c3", PathError::NotUtf8),
+            ("/../etc/passwd", PathError::DotSegment),
+            ("/a/./b", PathError::DotSegment),
+            ("/a/../b", PathError::DotSegment),
+            ("/a/..", PathError::DotSegment),
+            ("/a/.", PathError::DotSegment),
+            ("/..", PathError::DotSegment),
+            ("/%2e%2e/%2E%2E/secret", PathError::DotSegment),
+            ("/a%2f..%2fb", PathError::DotSegment),
+            ("//../x", PathError::DotSegment),
+            ("/a\\b", PathError::Backslash),
+            ("/a\\..\\..\\b", PathError::Backslash),
+            ("/a%5c..%5cb", PathError::Backslash),
         ];
         for (raw, want) in cases {
             assert_eq!(normalize_path(raw), Err(want), "{raw:?}");
@@ -166,11 +183,21 @@ mod tests {
 
     #[test]
     fn canonical() {
-        for ok in ["/", "/a/b", "/dir/", "/a%20b", "/caf%C3%A9", "/a/..b"] {
+        for ok in [
+            "/",
+            "/a/b",
+            "/dir/",
+            "/a%20b",
+            "/caf%C3%A9",
+            "/a/..b",
+            "/a%2fb",
+        ] {
             assert!(is_canonical(ok), "{ok}");
         }
         for bad in [
             "/a//b",
+            "//private/x",
+            "/%2Fprivate/x",
             "/a/./b",
             "/a/../b",
             "/a%2f..%2fb",
@@ -224,7 +251,7 @@ mod tests {
                 prop_assert!(!n.contains('\\'));
                 prop_assert!(!n.contains('\0'));
                 prop_assert!(n.split('/').all(|s| s != "." && s != ".."), "{n}");
-                prop_assert_eq!(resolve_segments(&n), n.clone());
+                prop_assert_eq!(canonical_segments(n.clone()), Ok(n.clone()));
                 let key = object_key("tenant/a/", &n);
                 prop_assert!(key.starts_with("tenant/a/"));
                 prop_assert!(key.split('/').all(|s| s != ".." && s != "."));

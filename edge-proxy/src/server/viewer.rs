@@ -231,18 +231,6 @@ async fn answer<B>(edge: &Arc<Edge>, req: &Request<B>) -> (Response<EdgeBody>, O
             );
         }
     };
-    // A backslash is a separator to some servers and clients: never pass one to the origin.
-    if path.contains('\\') {
-        return (
-            plain(
-                StatusCode::BAD_REQUEST,
-                "400 Bad Request\n",
-                head,
-                Served::Rejected,
-            ),
-            rejected(),
-        );
-    }
     // Signed URLs / cookies: checked before the cache; signing parameters never reach the key.
     let peer = req
         .extensions()

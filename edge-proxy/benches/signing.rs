@@ -100,6 +100,7 @@ fn whole_gate(c: &mut Criterion) {
     let rules = vec![SignedPathRule {
         pattern: "/private/*".into(),
         keys,
+        public: false,
     }];
     let gate = SignatureGate::new(rules.clone());
     let unmemoized = SignatureGate {

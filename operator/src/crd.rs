@@ -693,9 +693,10 @@ pub struct BehaviorSpec {
     pub max_ttl: Option<DurationString>,
     /// Key groups whose keys must sign requests this behavior matches (signed URLs or
     /// cookies). Unset: those of the default behavior (`cache.trustedKeyGroups`), if any.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// `[]`: public, even when the default behavior is signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4))]
-    pub trusted_key_groups: Vec<KeyGroupName>,
+    pub trusted_key_groups: Option<Vec<KeyGroupName>>,
 }
 
 /// Replace an error answer with an object from the origin (CloudFront custom error pages).

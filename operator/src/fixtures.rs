@@ -105,7 +105,7 @@ fn behavior(pattern: &str, groups: &[&str]) -> crate::crd::BehaviorSpec {
         min_ttl: None,
         default_ttl: None,
         max_ttl: None,
-        trusted_key_groups: groups.iter().map(|g| (*g).into()).collect(),
+        trusted_key_groups: Some(groups.iter().map(|g| (*g).into()).collect()),
     }
 }
 

@@ -327,28 +327,24 @@ fn key_groups(spec: &DistributionSpec, keys: &KeySecrets) -> Result<Vec<KeyGroup
     Ok(groups)
 }
 
-/// `signedPaths` in behavior order: a behavior requires its own key groups or, when it names
-/// none, the default behavior's; the default behavior's groups end the list as `*`. Also
-/// returns, per entry, the spec field it came from.
+/// `signedPaths` in behavior order: a behavior requires its own key groups, is public with
+/// `trustedKeyGroups: []`, and otherwise follows the default behavior; the default behavior's
+/// groups end the list as `*`. Also returns, per entry, the spec field it came from.
 fn signed_paths(spec: &DistributionSpec) -> (Vec<SignedPath>, Vec<String>) {
     let names = |v: &[KeyGroupName]| v.iter().map(|n| n.0.clone()).collect::<Vec<_>>();
     let default = &spec.cache.trusted_key_groups;
     let mut paths = Vec::new();
     let mut from = Vec::new();
     for (i, b) in spec.behaviors.iter().enumerate() {
-        let (groups, field) = if !b.trusted_key_groups.is_empty() {
-            (
-                &b.trusted_key_groups,
-                format!("spec.behaviors[{i}].trustedKeyGroups"),
-            )
-        } else if !default.is_empty() {
-            (default, "spec.cache.trustedKeyGroups".to_string())
-        } else {
-            continue;
+        let (groups, field) = match &b.trusted_key_groups {
+            Some(own) => (own, format!("spec.behaviors[{i}].trustedKeyGroups")),
+            None if !default.is_empty() => (default, "spec.cache.trustedKeyGroups".to_string()),
+            None => continue,
         };
         paths.push(SignedPath {
             path_pattern: b.path_pattern.clone(),
             key_groups: names(groups),
+            public: groups.is_empty(),
         });
         from.push(field);
     }
@@ -356,8 +352,14 @@ fn signed_paths(spec: &DistributionSpec) -> (Vec<SignedPath>, Vec<String>) {
         paths.push(SignedPath {
             path_pattern: "*".into(),
             key_groups: names(default),
+            public: false,
         });
         from.push("spec.cache.trustedKeyGroups".into());
+    }
+    // Public entries only matter in front of a signed one.
+    while paths.last().is_some_and(|p| p.public) {
+        paths.pop();
+        from.pop();
     }
     (paths, from)
 }
@@ -1123,6 +1125,21 @@ mod tests {
                 p("*", &["partners"]),
             ]
         );
+        // `trustedKeyGroups: []` keeps a behavior public under a signed default.
+        d.spec.behaviors[0].trusted_key_groups = Some(vec![]);
+        let cfg = edge_config(&d.spec, &fixtures::key_secrets()).expect("valid");
+        assert_eq!(
+            paths(&cfg.security)[0],
+            p("/static/*", &[]),
+            "public entry first"
+        );
+        assert!(cfg.security.signed_paths[0].public);
+        assert!(!cfg.security.signed_paths[1].public);
+        // Without any signed entry after them, public entries are left out.
+        d.spec.cache.trusted_key_groups.clear();
+        d.spec.behaviors.truncate(1);
+        let cfg = edge_config(&d.spec, &fixtures::key_secrets()).expect("valid");
+        assert!(cfg.security.signed_paths.is_empty());
         let rh = &cfg.security.response_headers;
         assert_eq!(rh.frame_options.as_deref(), Some("DENY"));
         assert_eq!(
@@ -1232,7 +1249,7 @@ mod tests {
         type Mutation = Box<dyn Fn(&mut DistributionSpec)>;
         let cases: Vec<(Mutation, &str)> = vec![
             (
-                Box::new(|s| s.behaviors[2].trusted_key_groups = vec!["nope".into()]),
+                Box::new(|s| s.behaviors[2].trusted_key_groups = Some(vec!["nope".into()])),
                 "spec.behaviors[2].trustedKeyGroups",
             ),
             (

@@ -40,6 +40,7 @@ async fn independent_signatures_are_accepted_and_forgeries_refused() {
             signed_paths: vec![SignedPath {
                 path_pattern: "/private/*".into(),
                 key_groups: vec!["main".into()],
+                public: false,
             }],
             ..Default::default()
         };

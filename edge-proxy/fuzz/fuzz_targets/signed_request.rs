@@ -31,6 +31,7 @@ fn gate() -> &'static SignatureGate {
         SignatureGate::new(vec![SignedPathRule {
             pattern: "/p/*".into(),
             keys,
+            public: false,
         }])
     })
 }

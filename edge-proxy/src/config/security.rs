@@ -52,15 +52,22 @@ pub struct TrustedKey {
     pub public_key_file: Option<String>,
 }
 
-/// Paths that require a signature from one of the named key groups.
+/// Paths that require a signature from one of the named key groups, or, with `public: true`,
+/// paths that stay public although a later, broader entry is signed (a CloudFront cache
+/// behavior without trusted key groups). First match wins.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SignedPath {
     /// CloudFront path pattern (`*` any run of characters, `?` one), matched against the
     /// normalized path.
     pub path_pattern: String,
-    /// Names of `trustedKeyGroups` whose keys may sign for these paths.
+    /// Names of `trustedKeyGroups` whose keys may sign for these paths (none when `public`).
+    #[serde(default)]
     pub key_groups: Vec<String>,
+    /// Matching paths need no signature. Explicit, so a forgotten key group is an error and
+    /// never opens a path.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public: bool,
 }
 
 /// The viewer IP defaults to the TCP peer. Behind a load balancer, name the header it sets and
@@ -249,11 +256,20 @@ impl SecurityConfig {
                     "must start with '/' or '*' and contain no spaces or control characters",
                 ));
             }
-            if p.key_groups.is_empty() {
-                return Err(err(
-                    format!("{field}.keyGroups"),
-                    "needs at least one key group",
-                ));
+            match (p.public, p.key_groups.is_empty()) {
+                (false, true) => {
+                    return Err(err(
+                        format!("{field}.keyGroups"),
+                        "needs at least one key group (or public: true)",
+                    ))
+                }
+                (true, false) => {
+                    return Err(err(
+                        format!("{field}.keyGroups"),
+                        "must be empty when public is true",
+                    ))
+                }
+                _ => {}
             }
             for (j, g) in p.key_groups.iter().enumerate() {
                 if !names.contains(g.as_str()) {

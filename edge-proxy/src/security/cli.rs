@@ -144,6 +144,7 @@ impl SecurityArgs {
             sec.signed_paths.push(SignedPath {
                 path_pattern: p.clone(),
                 key_groups: all_groups.clone(),
+                public: false,
             });
         }
         let rh = &mut sec.response_headers;

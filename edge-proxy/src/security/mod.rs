@@ -154,6 +154,7 @@ impl Security {
             .iter()
             .map(|p| signed::SignedPathRule {
                 pattern: p.path_pattern.clone(),
+                public: p.public,
                 keys: p
                     .key_groups
                     .iter()
@@ -187,6 +188,7 @@ impl Security {
             .map(|p| signed::SignedPathRule {
                 pattern: p.path_pattern.clone(),
                 keys: HashMap::new(),
+                public: p.public,
             })
             .collect();
         Self {
@@ -353,10 +355,12 @@ mod tests {
                 SignedPath {
                     path_pattern: "/private/*".into(),
                     key_groups: vec!["main".into()],
+                    public: false,
                 },
                 SignedPath {
                     path_pattern: "/mixed/*".into(),
                     key_groups: vec!["main".into(), "ec".into()],
+                    public: false,
                 },
             ],
             ..Default::default()
@@ -468,6 +472,38 @@ mod tests {
         assert_eq!(r.status, StatusCode::FORBIDDEN);
         let public: Uri = "/public/a".parse().expect("uri");
         assert!(s.authorize_at(&public, &h, "/public/a", peer, 0).is_ok());
+    }
+
+    #[test]
+    fn a_public_entry_exempts_paths_before_a_broader_signed_one() {
+        let mut cfg = config();
+        cfg.signed_paths.insert(
+            0,
+            SignedPath {
+                path_pattern: "/private/open/*".into(),
+                key_groups: vec![],
+                public: true,
+            },
+        );
+        cfg.validate().expect("valid");
+        let mut h = HeaderMap::new();
+        h.insert("host", "cdn.example.com".parse().expect("host"));
+        let peer: IpAddr = "127.0.0.1".parse().expect("ip");
+        for s in [
+            Security::from_config(&cfg).expect("compile"),
+            Security::fail_closed(&cfg),
+        ] {
+            let open: Uri = "/private/open/a".parse().expect("uri");
+            let allowed = s
+                .authorize_at(&open, &h, "/private/open/a", peer, 0)
+                .expect("exempt");
+            assert_eq!(allowed.allowed, Allowed::Public);
+            let closed: Uri = "/private/a".parse().expect("uri");
+            let r = s
+                .authorize_at(&closed, &h, "/private/a", peer, 0)
+                .expect_err("signed");
+            assert_eq!(r.body, "403 Forbidden: missing\n");
+        }
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub enum Allowed {
 pub struct SignedPathRule {
     pub pattern: String,
     pub keys: HashMap<String, Arc<PublicKey>>,
+    /// Matching paths need no signature (an entry without key groups).
+    pub public: bool,
 }
 
 /// The ordered signed-path rules (first match wins).
@@ -235,8 +237,9 @@ impl SignatureGate {
 
     /// Decides whether the request may proceed.
     pub fn check(&self, req: &SignedRequest<'_>) -> Result<Allowed, DenyReason> {
-        let Some(rule) = self.rule_for(req.normalized_path) else {
-            return Ok(Allowed::Public);
+        let rule = match self.rule_for(req.normalized_path) {
+            Some(r) if !r.public => r,
+            _ => return Ok(Allowed::Public),
         };
         let from_url = req.raw_query.map(from_query).filter(Credentials::any);
         let via_cookie = from_url.is_none();
@@ -355,10 +358,12 @@ mod tests {
             SignedPathRule {
                 pattern: "/private/*".into(),
                 keys: private,
+                public: false,
             },
             SignedPathRule {
                 pattern: "/other/*".into(),
                 keys: other,
+                public: false,
             },
         ])
     }
@@ -537,10 +542,7 @@ mod tests {
         // A valid signature on a path that normalization would rewrite.
         let doubled = format!("https://{HOST}/private//a.txt");
         let q = canned_query(&doubled, NOW + 60, "KA", Signer::RsaA, HashAlgorithm::Sha1);
-        assert_eq!(
-            url_check("/private//a.txt", &q),
-            Err(DenyReason::Malformed)
-        );
+        assert_eq!(url_check("/private//a.txt", &q), Err(DenyReason::Malformed));
         // Scheme and host are part of the signed URL.
         let http = canned_query(
             &format!("http://{HOST}/private/a.txt"),

@@ -267,10 +267,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // ours: watch their metadata (never their data) in the Distributions' namespace(s) and map
     // each change to the Distributions naming it, from the controller's own store, so a key
     // rotation rolls out at once instead of at the next resync.
-    let referenced: Api<PartialObjectMeta<Secret>> = match &args.watch_namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let referenced: Api<PartialObjectMeta<Secret>> = scoped(&client, &args.watch_namespace);
     let controller = Controller::new(dists, watcher::Config::default().any_semantic());
     let store = controller.store();
     tracing::info!(edge_image = %args.edge_image, namespace = ?args.watch_namespace, "starting controller");
@@ -287,23 +284,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .concurrency(args.concurrency)
                 .debounce(Duration::from_millis(500)),
         )
-        .watches(Api::<Deployment>::all(client.clone()), owned(), |o| {
-            reconcile::owner_of(&o)
-        })
-        .watches(Api::<Service>::all(client.clone()), owned(), |o| {
-            reconcile::owner_of(&o)
-        })
-        .watches(Api::<ConfigMap>::all(client.clone()), owned(), |o| {
-            reconcile::owner_of(&o)
-        })
         .watches(
-            Api::<PodDisruptionBudget>::all(client.clone()),
+            scoped::<Deployment>(&client, &args.watch_namespace),
             owned(),
             |o| reconcile::owner_of(&o),
         )
-        .watches(Api::<Secret>::all(client.clone()), owned(), |o| {
-            reconcile::owner_of(&o)
-        })
+        .watches(
+            scoped::<Service>(&client, &args.watch_namespace),
+            owned(),
+            |o| reconcile::owner_of(&o),
+        )
+        .watches(
+            scoped::<ConfigMap>(&client, &args.watch_namespace),
+            owned(),
+            |o| reconcile::owner_of(&o),
+        )
+        .watches(
+            scoped::<PodDisruptionBudget>(&client, &args.watch_namespace),
+            owned(),
+            |o| reconcile::owner_of(&o),
+        )
+        .watches(
+            scoped::<Secret>(&client, &args.watch_namespace),
+            owned(),
+            |o| reconcile::owner_of(&o),
+        )
         .reconcile_on(remote_triggers)
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
@@ -327,4 +332,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         anyhow::bail!("lost leadership");
     }
     Ok(())
+}
+
+/// All namespaces, or only `--watch-namespace` (where a namespaced install's Role lets the
+/// operator list and watch). Drift of objects in further namespaces is repaired at resync.
+fn scoped<K>(client: &kube::Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }

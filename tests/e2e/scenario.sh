@@ -456,6 +456,51 @@ for i in "${!region_names[@]}"; do
 done
 k -n "$dist_ns" wait distribution/"$distribution" --for condition=Ready --timeout="${timeout}s"
 
+# --- 6b. signed URLs: a key group from a Secret, required by one behavior ----------------------
+
+phase "signed URLs: key group Secret + a signed behavior; unsigned 403, signed 200 in every region"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/signing.pem" 2>/dev/null
+openssl pkey -in "$work/signing.pem" -pubout -out "$work/signing.pub"
+k -n "$dist_ns" create secret generic e2e-signing-keys --from-file=KE2E="$work/signing.pub" \
+  --dry-run=client -o yaml | k apply -f - >/dev/null
+[[ -n $(jsonpath "$dist_ns" distribution/"$distribution" '{.spec.behaviors[0].pathPattern}') ]] ||
+  fail "$distribution_file needs at least one behavior (the signed one is inserted first)"
+for i in "${!region_names[@]}"; do
+  r=${region_names[$i]}
+  old_hash[$r]=$(region_status "$r" configHash)
+done
+k -n "$dist_ns" patch distribution "$distribution" --type json -p "[
+  {\"op\": \"add\", \"path\": \"/spec/trustedKeyGroups\", \"value\": [{\"name\": \"e2e\", \"secretRef\": {\"name\": \"e2e-signing-keys\"}}]},
+  {\"op\": \"add\", \"path\": \"/spec/behaviors/0\", \"value\": {\"pathPattern\": \"/$object\", \"trustedKeyGroups\": [\"e2e\"]}}]"
+# sign_canned URL EXPIRES: CloudFront canned-policy query (ECDSA P-256, SHA-256) made by openssl.
+sign_canned() {
+  local sig
+  sig=$(printf '{"Statement":[{"Resource":"%s","Condition":{"DateLessThan":{"AWS:EpochTime":%s}}}]}' "$1" "$2" |
+    openssl dgst -sha256 -sign "$work/signing.pem" | base64 -w0 | tr '+=/' '-_~')
+  printf 'Expires=%s&Signature=%s&Key-Pair-Id=KE2E&Hash-Algorithm=SHA256' "$2" "$sig"
+}
+for i in "${!region_names[@]}"; do
+  r=${region_names[$i]} ns=${region_namespaces[$i]} name="$distribution-${region_names[$i]}"
+  wait_until "new configHash (key group) for region $r" hash_changed "$r" "${old_hash[$r]}"
+  k -n "$ns" rollout status deployment/"$name" --timeout="${timeout}s"
+  cm_keys=$(k -n "$ns" get configmap -l "kubefront.io/distribution=$distribution,kubefront.io/region=$r" -o yaml)
+  grep -q 'KE2E' <<<"$cm_keys" || fail "region $r: the edge ConfigMap does not carry key KE2E"
+  svc_port=$(jsonpath "$ns" service/"$name" '{.spec.ports[0].port}')
+  forward "$ns" service/"$name" "$svc_port"
+  base="http://127.0.0.1:$fwd_port"
+  expires=$(( $(date +%s) + 600 ))
+  query=$(sign_canned "$base/$object" "$expires")
+  code=$(curl -s -o "$work/b" -w '%{http_code}' "$base/$object")
+  { [[ $code == 403 ]] && grep -q missing "$work/b"; } || fail "region $r: unsigned GET /$object -> $code $(cat "$work/b")"
+  code=$(curl -s -o "$work/b" -w '%{http_code}' "$base/$object?${query/Expires=$expires/Expires=$((expires + 1))}")
+  { [[ $code == 403 ]] && grep -q bad-signature "$work/b"; } || fail "region $r: tampered Expires -> $code $(cat "$work/b")"
+  code=$(curl -s -o "$work/b" -w '%{http_code}' "$base/$object?$query")
+  [[ $code == 200 && $(cat "$work/b") == "$expected_body" ]] || fail "region $r: signed GET /$object -> $code $(cat "$work/b")"
+  stop_forwards
+  echo "region $r: unsigned 403 missing, tampered 403 bad-signature, openssl-signed 200"
+done
+k -n "$dist_ns" wait distribution/"$distribution" --for condition=Ready --timeout="${timeout}s"
+
 # --- 7. delete the Distribution: every region cleaned up ---------------------------------------
 
 phase "delete the Distribution: every region cleaned up"

@@ -63,6 +63,21 @@ cluster_up() { # the API server of $KUBEFRONT_CLUSTER_DIR answers
     "$KUBEFRONT_CACHE/bin/kubectl" --kubeconfig "$KUBEFRONT_CLUSTER_DIR/admin.kubeconfig" \
       get --raw=/readyz --request-timeout=3s >/dev/null 2>&1
 }
+leftovers() { cluster_up || compgen -G '/sys/fs/cgroup/*/kubepods' >/dev/null || compgen -G '/sys/fs/cgroup/kubepods*' >/dev/null; }
+if [[ ${CI:-} =~ ^(1|[Tt]rue|TRUE|yes)$ && ${KUBEFRONT_E2E_REUSE_CLUSTER:-} != 1 ]] && leftovers; then
+  # Under CI nothing else runs on the machine: what is there was left by a killed run (its
+  # cluster, kubepods cgroups, bridge, mounts). Clear it instead of failing.
+  phase "CI: clearing what a killed run left (tests/cluster/down)"
+  tests/cluster/down >/dev/null 2>&1 || true
+  for hier in /sys/fs/cgroup/*/; do
+    [[ -d $hier/kubepods ]] || continue
+    while read -r pid; do [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null; done \
+      < <(find "$hier/kubepods" -name cgroup.procs -exec cat {} + 2>/dev/null)
+    sleep 1
+    find "$hier/kubepods" -depth -type d -exec rmdir {} + 2>/dev/null
+  done
+  true
+fi
 if [[ ${KUBEFRONT_E2E_REUSE_CLUSTER:-} == 1 ]] && cluster_up; then
   phase "reusing the cluster in $KUBEFRONT_CLUSTER_DIR (left running)"
 elif cluster_up; then

@@ -424,6 +424,15 @@ fn create_minio_edge_user(
     admin: &Credentials,
 ) -> Result<Credentials> {
     let Some(mc) = find_binary("KUBEFRONT_MC_BIN", "mc") else {
+        // Without mc the edge would sign with the root key and every "read-only key" claim
+        // would go untested: CI must fail instead.
+        if crate::e2e_required() {
+            return Err(HarnessError::Setup(
+                "mc not found (KUBEFRONT_MC_BIN, $KUBEFRONT_CACHE/bin/mc or PATH): the edge's \
+                 read-only MinIO user cannot be created; run tests/cluster/build mc"
+                    .into(),
+            ));
+        }
         eprintln!("kubefront-tests: mc not found; the edge signs with the MinIO root key");
         return Ok(admin.clone());
     };

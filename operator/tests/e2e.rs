@@ -40,7 +40,13 @@ fn kubeconfig_path() -> Option<PathBuf> {
         Some(p) => Some(PathBuf::from(p)),
         None => {
             let msg = "KUBEFRONT_E2E_KUBECONFIG is not set; start a cluster with `tests/cluster/up --control-plane-only` and point it at the kubeconfig";
-            if std::env::var("KUBEFRONT_REQUIRE_CLUSTER").is_ok_and(|v| v == "1") {
+            // CI must never go green by skipping the real-cluster tests.
+            let on = |name: &str| {
+                std::env::var(name).is_ok_and(|v| {
+                    !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false")
+                })
+            };
+            if on("KUBEFRONT_REQUIRE_CLUSTER") || on("CI") {
                 panic!("{msg}");
             }
             eprintln!("SKIPPED: {msg}");

@@ -151,7 +151,8 @@ async fn traversal_oversize_ranges_methods_and_error_bodies() {
         Duration::from_secs(5),
     )
     .await;
-    assert!(r.status.is_none_or(|c| c == 400), "raw NUL: {}", r.text());
+    assert_eq!(r.status, Some(400), "raw NUL: {}", r.text());
+    assert!(r.closed, "raw NUL: connection left open");
 
     // URL length: 8 KiB is the limit.
     let near = format!("/{}", "a".repeat(8000));
@@ -179,18 +180,11 @@ async fn traversal_oversize_ranges_methods_and_error_bodies() {
     assert_eq!(raw_get(addr, "/index.txt", &huge).await.status, Some(431));
     let enormous = format!("X-Huge: {}\r\n", "h".repeat(2_000_000));
     let r = raw_get(addr, "/index.txt", &enormous).await;
-    assert!(
-        r.status.is_none_or(|c| c == 431 || c == 400),
-        "enormous header: {:?}",
-        r.status
-    );
+    assert_eq!(r.status, Some(431), "enormous header: {}", r.text());
+    assert!(r.closed, "enormous header: connection left open");
     let count: String = (0..200).map(|i| format!("X-N{i}: 1\r\n")).collect();
     let r = raw_get(addr, "/index.txt", &count).await;
-    assert!(
-        r.status.is_none_or(|c| c == 431),
-        "200 headers: {:?}",
-        r.status
-    );
+    assert_eq!(r.status, Some(431), "200 headers: {}", r.text());
 
     // Ranges: never more bytes than the object, never a 5xx.
     let ranges = [
@@ -267,11 +261,7 @@ async fn traversal_oversize_ranges_methods_and_error_bodies() {
         Duration::from_secs(5),
     )
     .await;
-    assert!(
-        r.status.is_none_or(|c| c == 405 || c == 400),
-        "CONNECT: {:?}",
-        r.status
-    );
+    assert_eq!(r.status, Some(405), "CONNECT: {}", r.text());
     let r = s.get("/metrics").await;
     assert!(
         !r.text().contains("kubefront_edge_"),
@@ -385,11 +375,10 @@ async fn slow_clients_connection_floods_poisoning_and_junk() {
         "slow header held {:?}",
         started.elapsed()
     );
-    assert!(
-        r.status.is_none_or(|c| c == 408),
-        "slow header: {:?}",
-        r.status
-    );
+    // One answer: the edge closes without writing anything (closed, not merely slow: the read
+    // above ended on EOF well before its 8 s deadline).
+    assert_eq!(r.status, None, "slow header got a response: {}", r.text());
+    assert!(r.raw.is_empty(), "slow header: {}", r.text());
     // A connection that sends nothing at all is dropped too.
     let started = Instant::now();
     let r = raw_exchange(addr, b"", Duration::from_secs(8)).await;
@@ -405,12 +394,11 @@ async fn slow_clients_connection_floods_poisoning_and_junk() {
         Duration::from_secs(8),
     )
     .await;
-    assert!(
-        r.status
-            .is_none_or(|c| c == 200 || c == 400 || c == 408 || c == 413),
-        "slow body: {:?}",
-        r.status
-    );
+    // One answer: a GET's body is not read, so the page is served at once (200, whole body) and
+    // the connection is closed, since its unread body makes it unusable for another request.
+    assert_eq!(r.status, Some(200), "slow body: {}", r.text());
+    assert_eq!(r.body(), PAGE, "slow body: {}", r.text());
+    assert!(r.closed, "slow body: connection left open: {}", r.text());
 
     // Connection flood: idle sockets beyond maxConnections (16) wait in the accept queue instead
     // of costing the edge file descriptors, and the edge recovers.
@@ -682,7 +670,12 @@ async fn viewer_limits_follow_a_config_reload() {
         Duration::from_millis(1500),
     )
     .await;
+    // Waiting, not refused: the third viewer's connection is still open, just not served yet.
     assert_eq!(r.status, None, "served beyond maxConnections 2");
+    assert!(
+        !r.closed,
+        "the viewer beyond maxConnections was closed instead of queued"
+    );
 
     let reloads = || async {
         s.edge.metrics().await.expect("metrics").sum(

@@ -1,13 +1,14 @@
 //! The real binary's command line: `check-config` exit codes and messages, bad flags. These need
-//! no S3 server, so they never skip.
+//! no S3 server, so they never skip. They live in the edge crate so that `cargo test` builds the
+//! `kubefront-edge` binary in the same invocation (and with the same features) as every test:
+//! CI's e2e suites and journey run exactly that binary.
 
 use std::process::{Command, Output};
 
 use kubefront_edge::config::EdgeConfig;
 
 fn edge() -> Command {
-    let bin = kubefront_tests::edge::edge_binary().expect("kubefront-edge binary");
-    let mut cmd = Command::new(bin);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubefront-edge"));
     // Only what each test passes: KUBEFRONT_* from the caller's environment would be flags.
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -42,9 +42,8 @@ fn kubeconfig_path() -> Option<PathBuf> {
             let msg = "KUBEFRONT_E2E_KUBECONFIG is not set; start a cluster with `tests/cluster/up --control-plane-only` and point it at the kubeconfig";
             // CI must never go green by skipping the real-cluster tests.
             let on = |name: &str| {
-                std::env::var(name).is_ok_and(|v| {
-                    !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false")
-                })
+                std::env::var(name)
+                    .is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
             };
             if on("KUBEFRONT_REQUIRE_CLUSTER") || on("CI") {
                 panic!("{msg}");

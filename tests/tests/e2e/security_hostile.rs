@@ -3,7 +3,7 @@
 //! poisoning through unkeyed headers, random junk on the socket. The edge must answer with the
 //! right status, keep running, keep its cache intact and never leak internals.
 
-mod security_support;
+use crate::security_support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! CloudFrontSigner with `cryptography` for RSA, `openssl` for ECDSA) against the real
 //! kubefront-edge binary and a real S3 server.
 
-mod security_support;
+use crate::security_support;
 
 use kubefront_edge::config::security::{SecurityConfig, SignedPath};
 use kubefront_tests::{ObjectMeta, Scenario};

@@ -3,11 +3,16 @@
 pub mod crd;
 pub mod lease;
 pub mod metrics;
+pub mod ownership;
+pub mod prune;
 pub mod reconcile;
 pub mod regions;
 pub mod render;
 pub mod status;
+pub mod sync;
+pub mod target;
 pub mod telemetry;
+pub mod tenancy;
 
 #[doc(hidden)]
 pub mod fixtures;

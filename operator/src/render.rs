@@ -33,6 +33,7 @@ use crate::crd::{
     CacheKeySpec, ClientIpSpec, Distribution, DistributionSpec, DurationString, KeyGroupName,
     QuantityString, QueryStringMode, RegionSpec, ResponseHeadersPolicySpec, ViewerLimitsSpec,
 };
+use crate::ownership::ANNOTATION_DISTRIBUTION_UID;
 
 /// Field manager for every server-side apply.
 pub const FIELD_MANAGER: &str = "kubefront-operator";
@@ -517,11 +518,17 @@ fn owner_refs(dist: &Distribution, region: &RegionSpec) -> Option<Vec<OwnerRefer
     }
 }
 
+/// Name, labels and ownership markers (UID annotation, owner reference where valid) of every
+/// object of the region.
 fn meta(dist: &Distribution, region: &RegionSpec) -> ObjectMeta {
     ObjectMeta {
         name: Some(object_name(dist, &region.name)),
         namespace: Some(dist.region_namespace(region).to_string()),
         labels: Some(labels(dist, &region.name)),
+        annotations: Some(BTreeMap::from([(
+            ANNOTATION_DISTRIBUTION_UID.to_string(),
+            dist.metadata.uid.clone().unwrap_or_default(),
+        )])),
         owner_references: owner_refs(dist, region),
         ..Default::default()
     }
@@ -758,9 +765,10 @@ pub fn render_region(
     };
 
     let mut svc_meta = meta(dist, region);
-    if !region.service.annotations.is_empty() {
-        svc_meta.annotations = Some(region.service.annotations.clone());
-    }
+    // The user's annotations, with the ownership marker winning over a same-named one.
+    let mut svc_annotations = region.service.annotations.clone();
+    svc_annotations.extend(svc_meta.annotations.take().unwrap_or_default());
+    svc_meta.annotations = Some(svc_annotations);
     let service = Service {
         metadata: svc_meta,
         spec: Some(K8sServiceSpec {
@@ -799,32 +807,6 @@ pub fn render_region(
         deployment,
         config_hash,
     })
-}
-
-/// True when every field of `desired` is present with the same value in `live`: the object
-/// needs no apply. Fields the server added (defaults, status, metadata) are ignored; lists must
-/// match element-wise.
-pub fn is_subset(desired: &serde_json::Value, live: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => d
-            .iter()
-            .all(|(k, dv)| l.get(k).is_some_and(|lv| is_subset(dv, lv)) || is_empty(dv)),
-        (Value::Array(d), Value::Array(l)) => {
-            d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| is_subset(dv, lv))
-        }
-        (d, l) => d == l,
-    }
-}
-
-/// Values the API server drops on write (so their absence in the live object is no drift).
-fn is_empty(v: &serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::Null => true,
-        serde_json::Value::Object(m) => m.is_empty(),
-        serde_json::Value::Array(a) => a.is_empty(),
-        _ => false,
-    }
 }
 
 #[cfg(test)]
@@ -1296,16 +1278,5 @@ mod tests {
                 "{err}"
             );
         }
-    }
-
-    #[test]
-    fn subset_diff_ignores_server_additions_but_sees_drift() {
-        let desired = serde_json::json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}, "metadata": {"labels": {"a": "1"}}});
-        let live = serde_json::json!({"spec": {"type": "ClusterIP", "clusterIP": "10.0.0.1", "ports": [{"port": 80, "protocol": "TCP"}]}, "metadata": {"labels": {"a": "1", "b": "2"}, "uid": "x"}, "status": {}});
-        assert!(is_subset(&desired, &live));
-        let drifted = serde_json::json!({"spec": {"type": "NodePort", "ports": [{"port": 80}]}, "metadata": {"labels": {"a": "1"}}});
-        assert!(!is_subset(&desired, &drifted));
-        let extra_port = serde_json::json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}, {"port": 81}]}, "metadata": {"labels": {"a": "1"}}});
-        assert!(!is_subset(&desired, &extra_port));
     }
 }

@@ -78,6 +78,10 @@ struct RunArgs {
         value_delimiter = ','
     )]
     allowed_target_namespaces: Vec<String>,
+    /// Seconds between resyncs of a Distribution whose regions are all fine (drift is also
+    /// repaired at once through watches).
+    #[arg(long, env = "KUBEFRONT_RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    resync_seconds: u64,
     /// Distributions reconciled at once; bounds the load on every region's API server.
     #[arg(long, env = "KUBEFRONT_CONCURRENCY", default_value_t = 8)]
     concurrency: u16,

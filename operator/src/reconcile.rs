@@ -46,7 +46,8 @@ pub const REASON_CONFLICT: &str = "Conflict";
 pub const REASON_NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
 /// Region reason / event: objects at an earlier target could not be removed.
 pub const REASON_PRUNE_FAILED: &str = "PruneFailed";
-/// Periodic resync when everything is fine (Secrets the spec names are watched as well).
+/// Default periodic resync when everything is fine (Secrets the spec names are watched as
+/// well).
 pub const RESYNC: Duration = Duration::from_secs(300);
 const REQUEUE_FAILING: Duration = Duration::from_secs(30);
 const REQUEUE_ROLLING: Duration = Duration::from_secs(60);
@@ -90,6 +91,8 @@ pub struct Context {
     pub remote_watches: Option<RemoteWatches>,
     /// Which namespaces local regions may target besides their Distribution's own.
     pub tenancy: TargetNamespacePolicy,
+    /// Requeue interval of a Distribution whose regions are all fine.
+    pub resync: Duration,
     /// Consecutive failures per Distribution, for exponential error backoff.
     failures: Mutex<HashMap<ObjectRef<Distribution>, u32>>,
     /// Regions per Distribution, summed into the managed_regions gauge.
@@ -111,6 +114,7 @@ impl Context {
             recorder,
             remote_watches,
             tenancy: TargetNamespacePolicy::own_namespace_only(),
+            resync: RESYNC,
             failures: Mutex::new(HashMap::new()),
             managed: Mutex::new(HashMap::new()),
         }
@@ -119,6 +123,12 @@ impl Context {
     /// Replaces the default policy (own namespace only) with the admin's.
     pub fn with_tenancy(mut self, tenancy: TargetNamespacePolicy) -> Self {
         self.tenancy = tenancy;
+        self
+    }
+
+    /// Replaces the default resync interval ([`RESYNC`]).
+    pub fn with_resync(mut self, resync: Duration) -> Self {
+        self.resync = resync;
         self
     }
 
@@ -320,11 +330,11 @@ async fn apply(dist: &Distribution, ctx: &Context) -> Result<Action, Error> {
         .iter()
         .any(|o| matches!(&o.result, Ok(a) if !a.available));
     Ok(Action::requeue(if failing {
-        REQUEUE_FAILING
+        REQUEUE_FAILING.min(ctx.resync)
     } else if rolling {
-        REQUEUE_ROLLING
+        REQUEUE_ROLLING.min(ctx.resync)
     } else {
-        RESYNC
+        ctx.resync
     }))
 }
 
@@ -375,7 +385,7 @@ async fn report_invalid(
     }
     ctx.metrics.failure(invalid.reason);
     reset_backoff(dist, ctx);
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(ctx.resync))
 }
 
 /// Events and failure metrics of one region's outcome (a repeated failure is not re-announced).

@@ -1160,4 +1160,161 @@ mod tests {
         assert_eq!((status.as_str(), reason.as_str()), ("True", "InvalidSpec"));
         assert!(message.starts_with("spec.cache.maxObjectSize"), "{message}");
     }
+
+    /// The status a reconcile of `d` in an in-sync world writes (targets included).
+    async fn learned_status(d: &Distribution) -> DistributionStatus {
+        let mut local = reads();
+        local.extend(in_sync(local_paths(), stored_objects(d, 0, true)));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let (local, remote) =
+            with_discovery(local, in_sync(remote_paths(), stored_objects(d, 1, true)));
+        run(d.clone(), local, remote)
+            .await
+            .status_written()
+            .expect("status")
+    }
+
+    fn deleted_ok() -> Reply {
+        Reply::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}))
+    }
+
+    #[tokio::test]
+    async fn a_region_moved_to_another_namespace_leaves_nothing_behind() {
+        let full = dist();
+        let learned = learned_status(&full).await;
+        let eu = learned
+            .regions
+            .iter()
+            .find(|r| r.name == "eu-west")
+            .and_then(|r| r.target.clone())
+            .expect("target recorded");
+        assert_eq!(
+            (
+                eu.namespace.as_str(),
+                eu.name.as_str(),
+                eu.cluster_label().as_str()
+            ),
+            (
+                "kubefront-edge",
+                "site-eu-west",
+                "kubeconfig:eu-west-kubeconfig/value"
+            )
+        );
+        let mut moved = full.clone();
+        moved.spec.regions[1].namespace = Some("edge-2".into());
+        moved.metadata.generation = Some(2);
+        moved.status = Some(learned);
+        let mut local = reads();
+        local.extend(in_sync(local_paths(), stored_objects(&full, 0, true)));
+        local.push(expect(
+            Method::GET,
+            KUBECONFIG,
+            Reply::Json(kubeconfig_secret()),
+        ));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let mut remote = fresh(object_paths("edge-2", "site-eu-west"));
+        for ((_, p), o) in remote_paths()
+            .into_iter()
+            .zip(stored_objects(&full, 1, true))
+        {
+            remote.push(expect(Method::GET, &p, Reply::Json(o)));
+            remote.push(expect(Method::DELETE, &p, deleted_ok()));
+        }
+        let run = run(moved, local, remote).await;
+        run.action.as_ref().expect("ok");
+        let st = run.status_written().expect("status");
+        let eu = st.regions.iter().find(|r| r.name == "eu-west").expect("eu");
+        assert_eq!(
+            eu.target.as_ref().map(|t| t.namespace.as_str()),
+            Some("edge-2")
+        );
+        assert!(eu.stale_targets.is_empty(), "{:?}", eu.stale_targets);
+        assert_eq!(st.regions.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn leftovers_of_a_distribution_restored_without_status_are_found_by_label() {
+        let mut d = dist();
+        d.spec.regions.truncate(1);
+        let cm = |name: &str, region: &str, uid: &str, dist_ns: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": name, "namespace": "web", "uid": format!("cm-{name}"),
+                "labels": {"app.kubernetes.io/managed-by": "kubefront-operator",
+                    "kubefront.io/distribution": "site", "kubefront.io/distribution-namespace": dist_ns,
+                    "kubefront.io/region": region},
+                "annotations": {"kubefront.io/distribution-uid": uid}}})
+        };
+        let ours = cm("site-old", "old", "uid-site", "web");
+        let stranger = cm("site-other", "other", "uid-else", "web");
+        let mut local = vec![expect(Method::GET, CREDS, Reply::Json(creds_secret()))];
+        local.extend(fresh(local_paths()));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        local.push(expect(
+            Method::GET,
+            "/api/v1/namespaces/web/configmaps",
+            Reply::Json(
+                json!({"kind": "ConfigMapList", "apiVersion": "v1", "metadata": {},
+                "items": [ours.clone(), stranger]}),
+            ),
+        ));
+        for (kind, p) in object_paths("web", "site-old") {
+            if kind == "ConfigMap" {
+                local.push(expect(Method::GET, &p, Reply::Json(ours.clone())));
+                local.push(expect(Method::DELETE, &p, deleted_ok()));
+            } else {
+                local.push(expect(Method::GET, &p, Reply::NotFound));
+            }
+        }
+        let run = run(d, local, vec![]).await;
+        run.action.as_ref().expect("ok");
+        let deleted: Vec<String> = run
+            .local
+            .iter()
+            .filter(|s| s.method == Method::DELETE)
+            .map(|s| s.path.clone())
+            .collect();
+        assert_eq!(
+            deleted,
+            ["/api/v1/namespaces/web/configmaps/site-old"],
+            "only ours"
+        );
+    }
+
+    #[tokio::test]
+    async fn deleting_the_whole_namespace_forgets_a_region_whose_kubeconfig_went_with_it() {
+        let mut d = dist();
+        d.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        // The namespace controller already deleted the kubeconfig Secret.
+        let mut local = vec![
+            expect(Method::GET, KUBECONFIG, Reply::NotFound),
+            expect(Method::GET, KUBECONFIG, Reply::NotFound),
+            expect(
+                Method::GET,
+                "/api/v1/namespaces/web/configmaps",
+                empty_list("ConfigMapList"),
+            ),
+            expect(
+                Method::GET,
+                "/api/v1/namespaces/web",
+                Reply::Json(json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": "web", "deletionTimestamp": "2026-01-01T00:00:00Z"},
+                    "status": {"phase": "Terminating"}})),
+            ),
+        ];
+        for ((_, p), o) in local_paths().into_iter().zip(stored_objects(&d, 0, true)) {
+            local.push(expect(Method::GET, &p, Reply::Json(o)));
+            local.push(expect(Method::DELETE, &p, deleted_ok()));
+        }
+        let mut released = serde_json::to_value(&d).unwrap_or_default();
+        released["metadata"]["finalizers"] = json!([]);
+        local.push(expect(Method::PATCH, DIST, Reply::Json(released)));
+        let run = run(d, local, vec![]).await;
+        run.action.as_ref().expect("the namespace can go");
+        assert!(run
+            .local
+            .iter()
+            .any(|s| s.method == Method::PATCH && s.path == DIST));
+    }
 }

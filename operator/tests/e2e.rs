@@ -171,6 +171,16 @@ async fn start_operator(path: &PathBuf, ns: &str) -> (Operator, u16) {
 
 /// [`start_operator`] with further flags (e.g. `--allow-target-namespace`).
 async fn start_operator_with(path: &PathBuf, ns: &str, extra: &[&str]) -> (Operator, u16) {
+    start_operator_in(path, ns, ns, extra).await
+}
+
+/// [`start_operator_with`] holding its Lease in `lease_ns`.
+async fn start_operator_in(
+    path: &PathBuf,
+    ns: &str,
+    lease_ns: &str,
+    extra: &[&str],
+) -> (Operator, u16) {
     let port = free_port();
     let child = Command::new(operator_binary())
         .args([
@@ -185,7 +195,7 @@ async fn start_operator_with(path: &PathBuf, ns: &str, extra: &[&str]) -> (Opera
             "kubefront/edge:dev",
             "--leader-election",
             "--lease-namespace",
-            ns,
+            lease_ns,
         ])
         .args(extra)
         .env("KUBECONFIG", path)
@@ -1808,4 +1818,59 @@ async fn quiesce_writes(port: u16) {
         );
         last = now;
     }
+}
+
+/// Deleting a namespace that holds a Distribution and the kubeconfig Secret of its remote
+/// region: the Secret goes at once, the operator still cleans the remote region (with the
+/// client it built before) and the namespace does not stay Terminating.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_namespace_with_its_kubeconfig_secret_finishes_and_cleans_up() {
+    let Some(path) = kubeconfig_path() else {
+        return;
+    };
+    let (client, kc_text) = connect(&path).await;
+    install_crd(&client).await;
+    let ns = unique_namespace("nsdel");
+    let (remote_ns, lease_ns) = (format!("{ns}-remote"), format!("{ns}-lease"));
+    create_namespaces(&client, &[&ns, &remote_ns, &lease_ns]).await;
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "remote-kubeconfig"}, "stringData": {"value": kc_text}}),
+            )
+            .expect("secret"),
+        )
+        .await
+        .expect("kubeconfig secret");
+    let (_operator, _) = start_operator_in(&path, &ns, &lease_ns, &[]).await;
+    let dists: Api<Distribution> = Api::namespaced(client.clone(), &ns);
+    dists
+        .create(
+            &PostParams::default(),
+            &small_distribution(
+                "site",
+                json!([{"name": "home", "replicas": 1},
+                       {"name": "far", "replicas": 1, "namespace": remote_ns,
+                        "cluster": {"kubeconfigSecretRef": {"name": "remote-kubeconfig"}}}]),
+            ),
+        )
+        .await
+        .expect("create");
+    wait_region(&dists, "site", "far", "Applied", "True", None).await;
+    assert!(any_edge_object(&client, &remote_ns, "site-far").await);
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+    wait_for("namespace gone", Duration::from_secs(180), || {
+        let (nss, ns) = (nss.clone(), ns.clone());
+        async move { nss.get_opt(&ns).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert!(
+        !any_edge_object(&client, &remote_ns, "site-far").await,
+        "the remote region was cleaned up"
+    );
+    delete_namespaces(&client, &[&remote_ns, &lease_ns]).await;
 }

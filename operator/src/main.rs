@@ -280,7 +280,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             Some(recorder),
             Some(remote_watches),
         )
-        .with_tenancy(tenancy),
+        .with_tenancy(tenancy)
+        .with_resync(Duration::from_secs(args.resync_seconds)),
     );
     let owned = || watcher::Config::default().labels(MANAGED_SELECTOR);
     // Secrets a Distribution reads (credentials, key groups, kubeconfigs) carry no label of

@@ -295,6 +295,7 @@ async fn apply(dist: &Distribution, ctx: &Context) -> Result<Action, Error> {
     // Targets the spec no longer has (regions removed, renamed or moved): prune them. One
     // that cannot be pruned stays recorded (on its region, or as a listed failing region).
     let failed = prune_stale(dist, ctx).await;
+    let prune_failing = !failed.is_empty();
     for (region, targets) in failed {
         let Some((first, message)) = targets.first().cloned() else {
             continue;
@@ -325,7 +326,7 @@ async fn apply(dist: &Distribution, ctx: &Context) -> Result<Action, Error> {
     ctx.set_managed(dist, dist.spec.regions.len() as i64);
     reset_backoff(dist, ctx);
 
-    let failing = outcomes.iter().any(|o| o.result.is_err());
+    let failing = prune_failing || outcomes.iter().any(|o| o.result.is_err());
     let rolling = outcomes
         .iter()
         .any(|o| matches!(&o.result, Ok(a) if !a.available));

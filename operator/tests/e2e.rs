@@ -1116,9 +1116,11 @@ async fn wait_region(
     .await
 }
 
-/// Every edge-kind object in `ns` as (kind/name, resourceVersion).
+/// Every object of the edge kinds in `ns` that kubefront manages, as (kind/name,
+/// resourceVersion).
 async fn object_versions(client: &Client, ns: &str) -> Vec<(String, String)> {
-    let lp = kube::api::ListParams::default();
+    let lp =
+        kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=kubefront-operator");
     let mut out = Vec::new();
     let rv = |kind: &str, m: &kube::api::ObjectMeta| {
         (

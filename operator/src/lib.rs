@@ -1,6 +1,7 @@
 //! kubefront operator: reconciles `Distribution`s into edge deployments in every region.
 
 pub mod crd;
+pub mod edge_config;
 pub mod lease;
 pub mod metrics;
 pub mod ownership;

@@ -496,7 +496,9 @@ pub struct SecretRef {
 }
 
 /// A key of a Secret in the Distribution's namespace.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(
+    KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     #[schemars(length(min = 1, max = 253))]
@@ -825,6 +827,30 @@ pub struct RegionStatus {
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// Where the region's objects are (cluster, namespace, object name): what a later move,
+    /// rename or removal of the region prunes. Structural, never parsed back from `cluster`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<RegionTarget>,
+    /// Earlier targets of this region (before a move) whose objects could not be removed yet;
+    /// retried every reconcile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub stale_targets: Vec<RegionTarget>,
+}
+
+/// The full address of a region's edge objects: which cluster (absent = the operator's own),
+/// which namespace, and the name every object of the region carries.
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionTarget {
+    /// The kubeconfig Secret (in the Distribution's namespace) of a remote cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig_secret_ref: Option<SecretKeyRef>,
+    pub namespace: String,
+    /// Name of the region's ConfigMap, Service, Deployment, PodDisruptionBudget and Secret.
+    pub name: String,
 }
 
 impl Distribution {

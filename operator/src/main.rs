@@ -28,6 +28,7 @@ use kubefront_operator::reconcile::{self, Context, RemoteWatches};
 use kubefront_operator::regions::{KubeconfigClientFactory, Regions};
 use kubefront_operator::render::MANAGED_SELECTOR;
 use kubefront_operator::telemetry::{self, LogFormat};
+use kubefront_operator::tenancy::TargetNamespacePolicy;
 
 #[derive(Parser)]
 #[command(
@@ -67,6 +68,20 @@ struct RunArgs {
     watch_namespace: Option<String>,
     #[arg(long, env = "KUBEFRONT_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Namespaces of this cluster that local regions may target besides their Distribution's
+    /// own: `TARGET` (Distributions of any namespace) or `SOURCE=TARGET` (only those of
+    /// SOURCE); `*` matches any namespace. Repeat the flag or separate with commas. Default:
+    /// none (a local region may only use its Distribution's namespace).
+    #[arg(
+        long = "allow-target-namespace",
+        env = "KUBEFRONT_ALLOWED_TARGET_NAMESPACES",
+        value_delimiter = ','
+    )]
+    allowed_target_namespaces: Vec<String>,
+    /// Seconds between resyncs of a Distribution whose regions are all fine (drift is also
+    /// repaired at once through watches).
+    #[arg(long, env = "KUBEFRONT_RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    resync_seconds: u64,
     /// Distributions reconciled at once; bounds the load on every region's API server.
     #[arg(long, env = "KUBEFRONT_CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
@@ -164,6 +179,8 @@ fn pod_identity() -> String {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
+    let tenancy = TargetNamespacePolicy::parse(&args.allowed_target_namespaces)?;
+    tracing::info!(allowed_target_namespaces = %tenancy.describe(), "tenancy");
     let client = Client::try_default()
         .await
         .context("building Kubernetes client")?;
@@ -255,13 +272,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
     );
     let (remote_watches, remote_triggers) = RemoteWatches::new();
-    let ctx = Arc::new(Context::new(
-        Regions::new(client.clone(), Arc::new(KubeconfigClientFactory)),
-        args.edge_image.clone(),
-        metrics.clone(),
-        Some(recorder),
-        Some(remote_watches),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            Regions::new(client.clone(), Arc::new(KubeconfigClientFactory)),
+            args.edge_image.clone(),
+            metrics.clone(),
+            Some(recorder),
+            Some(remote_watches),
+        )
+        .with_tenancy(tenancy)
+        .with_resync(Duration::from_secs(args.resync_seconds)),
+    );
     let owned = || watcher::Config::default().labels(MANAGED_SELECTOR);
     // Secrets a Distribution reads (credentials, key groups, kubeconfigs) carry no label of
     // ours: watch their metadata (never their data) in the Distributions' namespace(s) and map

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use futures::channel::mpsc;
 use futures::{future, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::ByteString;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
@@ -20,24 +20,34 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use crate::crd::{ClusterRef, Distribution, DistributionStatus, RegionSpec, SecretKeyRef};
+use crate::crd::{Distribution, DistributionStatus, RegionSpec, RegionStatus, RegionTarget};
 use crate::metrics::Metrics;
+use crate::prune;
 use crate::regions::{RegionError, Regions, RemoteClient};
 use crate::render::{
-    self, KeySecrets, RegionObjects, RenderContext, RenderError, FIELD_MANAGER, LABEL_DISTRIBUTION,
-    LABEL_DISTRIBUTION_NAMESPACE, LABEL_REGION, MANAGED_SELECTOR,
+    self, KeySecrets, RegionObjects, RenderContext, RenderError, LABEL_DISTRIBUTION,
+    LABEL_DISTRIBUTION_NAMESPACE, MANAGED_SELECTOR,
 };
 use crate::status::{self, RegionApplied, RegionFailure, RegionOutcome};
+use crate::sync::{conflict, delete_owned, fetch, sync, SyncError, Synced};
+use crate::target::{self, StaleTarget};
+use crate::tenancy::TargetNamespacePolicy;
 
 /// Finalizer that removes objects owner references cannot reach (remote clusters, other
 /// namespaces) before the Distribution goes.
 pub const FINALIZER: &str = "kubefront.io/cleanup";
-/// Set to "true" on a Distribution to let it be deleted even when a region cannot be cleaned
-/// (e.g. the remote cluster is gone for good).
-pub const ANNOTATION_SKIP_CLEANUP: &str = "kubefront.io/skip-unreachable-cleanup";
-/// Periodic resync when everything is fine (Secrets the spec names are watched as well).
+/// Set to "true" on a Distribution to forget regions that cannot be cleaned up (their cluster
+/// is gone for good): prune and deletion go on without them, leaving their objects behind.
+pub const ANNOTATION_FORGET_UNREACHABLE: &str = "kubefront.io/forget-unreachable-regions";
+/// Region reason: an object with the region's name exists and is not this Distribution's.
+pub const REASON_CONFLICT: &str = "Conflict";
+/// Region reason: the admin's namespace policy does not let this Distribution use the namespace.
+pub const REASON_NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+/// Region reason / event: objects at an earlier target could not be removed.
+pub const REASON_PRUNE_FAILED: &str = "PruneFailed";
+/// Default periodic resync when everything is fine (Secrets the spec names are watched as
+/// well).
 pub const RESYNC: Duration = Duration::from_secs(300);
 const REQUEUE_FAILING: Duration = Duration::from_secs(30);
 const REQUEUE_ROLLING: Duration = Duration::from_secs(60);
@@ -79,6 +89,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Option<Recorder>,
     pub remote_watches: Option<RemoteWatches>,
+    /// Which namespaces local regions may target besides their Distribution's own.
+    pub tenancy: TargetNamespacePolicy,
+    /// Requeue interval of a Distribution whose regions are all fine.
+    pub resync: Duration,
     /// Consecutive failures per Distribution, for exponential error backoff.
     failures: Mutex<HashMap<ObjectRef<Distribution>, u32>>,
     /// Regions per Distribution, summed into the managed_regions gauge.
@@ -99,9 +113,23 @@ impl Context {
             metrics,
             recorder,
             remote_watches,
+            tenancy: TargetNamespacePolicy::own_namespace_only(),
+            resync: RESYNC,
             failures: Mutex::new(HashMap::new()),
             managed: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Replaces the default policy (own namespace only) with the admin's.
+    pub fn with_tenancy(mut self, tenancy: TargetNamespacePolicy) -> Self {
+        self.tenancy = tenancy;
+        self
+    }
+
+    /// Replaces the default resync interval ([`RESYNC`]).
+    pub fn with_resync(mut self, resync: Duration) -> Self {
+        self.resync = resync;
+        self
     }
 
     fn set_managed(&self, dist: &Distribution, regions: i64) {
@@ -244,135 +272,51 @@ async fn apply(dist: &Distribution, ctx: &Context) -> Result<Action, Error> {
 
     let rendered = match render_all(dist, ctx, creds.as_ref(), &keys) {
         Ok(r) => r,
-        Err(invalid) => {
-            // Nothing is applied anywhere: every region keeps running its last config and
-            // says why it was not updated. Regions dropped from the spec stay listed until a
-            // valid spec prunes them.
-            let mut regions: Vec<_> = dist
-                .spec
-                .regions
-                .iter()
-                .map(|r| {
-                    let prev = old.and_then(|s| s.regions.iter().find(|x| x.name == r.name));
-                    status::region_blocked(
-                        &r.name,
-                        r.cluster_label(),
-                        dist.region_namespace(r).to_string(),
-                        &invalid,
-                        prev,
-                        generation,
-                        &now,
-                    )
-                })
-                .collect();
-            if let Some(old) = old {
-                regions.extend(
-                    old.regions
-                        .iter()
-                        .filter(|r| !dist.spec.regions.iter().any(|s| s.name == r.name))
-                        .cloned(),
-                );
-            }
-            let new = status::distribution_status(regions, Some(&invalid), old, generation, &now);
-            if write_status(dist, ctx, &new).await? {
-                ctx.event(
-                    dist,
-                    EventType::Warning,
-                    invalid.reason,
-                    invalid.to_string(),
-                )
-                .await;
-            }
-            ctx.metrics.failure(invalid.reason);
-            reset_backoff(dist, ctx);
-            return Ok(Action::requeue(RESYNC));
-        }
+        Err(invalid) => return report_invalid(dist, ctx, &invalid, &now).await,
     };
 
     let outcomes: Vec<RegionOutcome> = future::join_all(
         dist.spec
             .regions
             .iter()
+            .enumerate()
             .zip(&rendered)
-            .map(|(region, objs)| apply_region(dist, region, objs, ctx)),
+            .map(|((i, region), objs)| apply_region(dist, i, region, objs, ctx)),
     )
     .await;
 
     let mut regions = Vec::with_capacity(outcomes.len());
     for o in &outcomes {
         let prev = old.and_then(|s| s.regions.iter().find(|r| r.name == o.name));
-        match &o.result {
-            Ok(a) if !a.written.is_empty() => {
-                ctx.event(
-                    dist,
-                    EventType::Normal,
-                    "Applied",
-                    format!("region {}: applied {}", o.name, a.written.join(", ")),
-                )
-                .await;
-            }
-            Err(f) => {
-                ctx.metrics.failure(&f.reason);
-                let was_same = prev.is_some_and(|p| {
-                    p.conditions.iter().any(|c| {
-                        c.type_ == status::DEGRADED && c.status == "True" && c.reason == f.reason
-                    })
-                });
-                if !was_same {
-                    ctx.event(
-                        dist,
-                        EventType::Warning,
-                        &f.reason,
-                        format!("region {}: {}", o.name, f.message),
-                    )
-                    .await;
-                }
-            }
-            _ => {}
-        }
+        report_outcome(dist, ctx, o, prev).await;
         regions.push(status::region_status(o, prev, generation, &now));
     }
 
-    // Prune regions dropped from the spec; one that cannot be reached stays listed as failing.
-    if let Some(old) = old {
-        for gone in old
-            .regions
-            .iter()
-            .filter(|r| !dist.spec.regions.iter().any(|s| s.name == r.name))
-        {
-            match prune_region(dist, gone, ctx).await {
-                Ok(deleted) => {
-                    if deleted > 0 {
-                        ctx.event(
-                            dist,
-                            EventType::Normal,
-                            "Pruned",
-                            format!(
-                                "region {} removed from spec: deleted {deleted} object(s)",
-                                gone.name
-                            ),
-                        )
-                        .await;
-                    }
-                }
-                Err(message) => {
-                    ctx.metrics.failure("PruneFailed");
-                    let outcome = RegionOutcome {
-                        name: gone.name.clone(),
-                        cluster: gone.cluster.clone(),
-                        namespace: gone.namespace.clone(),
-                        result: Err(RegionFailure {
-                            reason: "PruneFailed".into(),
-                            message,
-                        }),
-                    };
-                    regions.push(status::region_status(
-                        &outcome,
-                        Some(gone),
-                        generation,
-                        &now,
-                    ));
-                }
+    // Targets the spec no longer has (regions removed, renamed or moved): prune them. One
+    // that cannot be pruned stays recorded (on its region, or as a listed failing region).
+    let failed = prune_stale(dist, ctx).await;
+    let prune_failing = !failed.is_empty();
+    for (region, targets) in failed {
+        let Some((first, message)) = targets.first().cloned() else {
+            continue;
+        };
+        match regions.iter_mut().find(|r| r.name == region) {
+            Some(st) => st.stale_targets = targets.into_iter().map(|(t, _)| t).collect(),
+            None => {
+                let prev = old.and_then(|s| s.regions.iter().find(|r| r.name == region));
+                let outcome = RegionOutcome {
+                    name: region.clone(),
+                    cluster: first.cluster_label(),
+                    namespace: first.namespace.clone(),
+                    target: Some(first),
+                    result: Err(RegionFailure {
+                        reason: REASON_PRUNE_FAILED.into(),
+                        message,
+                    }),
+                };
+                let mut st = status::region_status(&outcome, prev, generation, &now);
+                st.stale_targets = targets.into_iter().skip(1).map(|(t, _)| t).collect();
+                regions.push(st);
             }
         }
     }
@@ -382,17 +326,247 @@ async fn apply(dist: &Distribution, ctx: &Context) -> Result<Action, Error> {
     ctx.set_managed(dist, dist.spec.regions.len() as i64);
     reset_backoff(dist, ctx);
 
-    let failing = outcomes.iter().any(|o| o.result.is_err());
+    let failing = prune_failing || outcomes.iter().any(|o| o.result.is_err());
     let rolling = outcomes
         .iter()
         .any(|o| matches!(&o.result, Ok(a) if !a.available));
     Ok(Action::requeue(if failing {
-        REQUEUE_FAILING
+        REQUEUE_FAILING.min(ctx.resync)
     } else if rolling {
-        REQUEUE_ROLLING
+        REQUEUE_ROLLING.min(ctx.resync)
     } else {
-        RESYNC
+        ctx.resync
     }))
+}
+
+/// The spec cannot be rendered: nothing is applied anywhere; every region keeps running its
+/// last config and says why it was not updated. Regions dropped from the spec stay listed
+/// until a valid spec prunes them.
+async fn report_invalid(
+    dist: &Distribution,
+    ctx: &Context,
+    invalid: &RenderError,
+    now: &Timestamp,
+) -> Result<Action, Error> {
+    let (old, generation) = (dist.status.as_ref(), dist.metadata.generation);
+    let mut regions: Vec<_> = dist
+        .spec
+        .regions
+        .iter()
+        .map(|r| {
+            let prev = old.and_then(|s| s.regions.iter().find(|x| x.name == r.name));
+            status::region_blocked(
+                &r.name,
+                r.cluster_label(),
+                dist.region_namespace(r).to_string(),
+                invalid,
+                prev,
+                generation,
+                now,
+            )
+        })
+        .collect();
+    if let Some(old) = old {
+        regions.extend(
+            old.regions
+                .iter()
+                .filter(|r| !dist.spec.regions.iter().any(|s| s.name == r.name))
+                .cloned(),
+        );
+    }
+    let new = status::distribution_status(regions, Some(invalid), old, generation, now);
+    if write_status(dist, ctx, &new).await? {
+        ctx.event(
+            dist,
+            EventType::Warning,
+            invalid.reason,
+            invalid.to_string(),
+        )
+        .await;
+    }
+    ctx.metrics.failure(invalid.reason);
+    reset_backoff(dist, ctx);
+    Ok(Action::requeue(ctx.resync))
+}
+
+/// Events and failure metrics of one region's outcome (a repeated failure is not re-announced).
+async fn report_outcome(
+    dist: &Distribution,
+    ctx: &Context,
+    o: &RegionOutcome,
+    prev: Option<&RegionStatus>,
+) {
+    match &o.result {
+        Ok(a) if !a.written.is_empty() => {
+            ctx.event(
+                dist,
+                EventType::Normal,
+                "Applied",
+                format!("region {}: applied {}", o.name, a.written.join(", ")),
+            )
+            .await;
+        }
+        Err(f) => {
+            ctx.metrics.failure(&f.reason);
+            let was_same = prev.is_some_and(|p| {
+                p.conditions.iter().any(|c| {
+                    c.type_ == status::DEGRADED && c.status == "True" && c.reason == f.reason
+                })
+            });
+            if !was_same {
+                ctx.event(
+                    dist,
+                    EventType::Warning,
+                    &f.reason,
+                    format!("region {}: {}", o.name, f.message),
+                )
+                .await;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether the Distribution carries the forget annotation.
+fn forgets_unreachable(dist: &Distribution) -> bool {
+    dist.annotations()
+        .get(ANNOTATION_FORGET_UNREACHABLE)
+        .is_some_and(|v| v == "true")
+}
+
+/// Why a target could not be cleaned.
+#[derive(Debug, thiserror::Error)]
+enum CleanError {
+    #[error(transparent)]
+    Region(#[from] RegionError),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+impl CleanError {
+    /// The kubeconfig Secret of the target's cluster no longer exists.
+    fn secret_gone(&self) -> bool {
+        matches!(self, CleanError::Region(RegionError::SecretNotFound { .. }))
+    }
+}
+
+/// What to do about a region that cannot be cleaned, for messages.
+fn forget_hint() -> String {
+    format!(
+        "if its cluster is gone for good, annotate the Distribution {ANNOTATION_FORGET_UNREACHABLE}=true to forget it"
+    )
+}
+
+/// Every stale target: the ones the stored status names, plus, when the status does not know
+/// where the regions are, leftovers found by label where the spec puts regions.
+async fn stale_targets(dist: &Distribution, ctx: &Context) -> Vec<StaleTarget> {
+    let mut stale = target::stale_targets(dist, dist.status.as_ref());
+    if !target::status_knows_targets(dist.status.as_ref()) {
+        let own = dist.namespace().unwrap_or_else(|| "default".into());
+        for place in target::places(dist) {
+            if place.is_local() && !ctx.tenancy.allows(&own, &place.namespace) {
+                continue;
+            }
+            let Ok((client, _)) = ctx
+                .regions
+                .client_for_cluster(dist, place.kubeconfig_secret_ref.as_ref())
+                .await
+            else {
+                continue; // unreachable: the region's own apply reports it
+            };
+            match prune::discover(&client, dist, &place).await {
+                Ok(found) => stale.extend(found),
+                Err(e) => {
+                    tracing::debug!(error = %e, target = %place, "looking for leftovers failed")
+                }
+            }
+        }
+    }
+    stale.sort();
+    stale.dedup();
+    stale
+}
+
+/// Prunes every stale target. Returns, per region, the targets that could not be pruned
+/// (with the error), unless the forget annotation says to give up on them.
+async fn prune_stale(
+    dist: &Distribution,
+    ctx: &Context,
+) -> BTreeMap<String, Vec<(RegionTarget, String)>> {
+    let forget = forgets_unreachable(dist);
+    let mut failed: BTreeMap<String, Vec<(RegionTarget, String)>> = BTreeMap::new();
+    for stale in stale_targets(dist, ctx).await {
+        match clean_target(dist, ctx, &stale.target).await {
+            Ok(deleted) => {
+                if deleted > 0 {
+                    ctx.event(
+                        dist,
+                        EventType::Normal,
+                        "Pruned",
+                        format!(
+                            "region {} no longer at {}: deleted {deleted} object(s)",
+                            stale.region, stale.target
+                        ),
+                    )
+                    .await;
+                }
+            }
+            Err(err) if forget => {
+                let message = err.to_string();
+                ctx.event(
+                    dist,
+                    EventType::Warning,
+                    "Forgotten",
+                    format!(
+                        "region {} at {}: not pruned ({message}); forgotten because of {ANNOTATION_FORGET_UNREACHABLE}",
+                        stale.region, stale.target
+                    ),
+                )
+                .await;
+            }
+            Err(err) => {
+                ctx.metrics.failure(REASON_PRUNE_FAILED);
+                let message = format!("pruning {}: {err}; {}", stale.target, forget_hint());
+                ctx.event(
+                    dist,
+                    EventType::Warning,
+                    REASON_PRUNE_FAILED,
+                    format!("region {}: {message}", stale.region),
+                )
+                .await;
+                failed
+                    .entry(stale.region)
+                    .or_default()
+                    .push((stale.target, message));
+            }
+        }
+    }
+    failed
+}
+
+/// Deletes the objects at `target`, reaching its cluster (or, when the kubeconfig Secret is
+/// gone, through the last client built from it).
+async fn clean_target(
+    dist: &Distribution,
+    ctx: &Context,
+    target: &RegionTarget,
+) -> Result<usize, CleanError> {
+    let client = match ctx
+        .regions
+        .client_for_cluster(dist, target.kubeconfig_secret_ref.as_ref())
+        .await
+    {
+        Ok((client, _)) => client,
+        Err(e @ RegionError::SecretNotFound { .. }) => {
+            let known = match &target.kubeconfig_secret_ref {
+                Some(sref) => ctx.regions.last_known(dist, sref).await,
+                None => None,
+            };
+            known.ok_or(e)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(prune::delete_target(&client, dist, target, &ctx.metrics).await?)
 }
 
 /// Patches status only when it differs from what is stored. Returns whether it wrote.
@@ -432,35 +606,68 @@ pub fn failure_reason(e: &kube::Error) -> &'static str {
     }
 }
 
-fn region_failure(kind: &str, e: kube::Error) -> RegionFailure {
+fn sync_failure(e: SyncError) -> RegionFailure {
+    let reason = match &e {
+        SyncError::Conflict { .. } => REASON_CONFLICT,
+        SyncError::Api { source, .. } => failure_reason(source),
+        SyncError::Encode { .. } => "RenderFailed",
+    };
     RegionFailure {
-        reason: failure_reason(&e).into(),
-        message: format!("{kind}: {e}"),
+        reason: reason.into(),
+        message: e.to_string(),
     }
 }
 
-/// Brings one region in sync. Never fails the whole reconcile: problems become its status.
+/// Brings one region (`spec.regions[index]`) in sync. Never fails the whole reconcile:
+/// problems become its status.
 async fn apply_region(
     dist: &Distribution,
+    index: usize,
     region: &RegionSpec,
     objs: &RegionObjects,
     ctx: &Context,
 ) -> RegionOutcome {
-    let ns = dist.region_namespace(region).to_string();
-    let result = apply_region_objects(dist, region, objs, &ns, ctx).await;
+    let target = RegionTarget::of(dist, region);
+    let result = match allowed(dist, index, &target, ctx) {
+        Ok(()) => apply_region_objects(dist, region, objs, &target, ctx).await,
+        Err(refused) => Err(refused),
+    };
     RegionOutcome {
         name: region.name.clone(),
-        cluster: region.cluster_label(),
-        namespace: ns,
+        cluster: target.cluster_label(),
+        namespace: target.namespace.clone(),
+        target: Some(target),
         result,
     }
+}
+
+/// The admin's namespace policy for local regions (remote ones are bounded by their
+/// kubeconfig's identity).
+fn allowed(
+    dist: &Distribution,
+    index: usize,
+    target: &RegionTarget,
+    ctx: &Context,
+) -> Result<(), RegionFailure> {
+    let own = dist.namespace().unwrap_or_else(|| "default".into());
+    if !target.is_local() || ctx.tenancy.allows(&own, &target.namespace) {
+        return Ok(());
+    }
+    Err(RegionFailure {
+        reason: REASON_NAMESPACE_NOT_ALLOWED.into(),
+        message: format!(
+            "spec.regions[{index}].namespace: namespace {:?} is not open to Distributions of namespace {own:?}, nothing was written (allowed by the cluster admin: {}; operator flag --allow-target-namespace)",
+            target.namespace,
+            ctx.tenancy.describe()
+        ),
+    })
 }
 
 async fn apply_region_objects(
     dist: &Distribution,
     region: &RegionSpec,
     objs: &RegionObjects,
-    ns: &str,
+    target: &RegionTarget,
     ctx: &Context,
 ) -> Result<RegionApplied, RegionFailure> {
     let (client, remote) =
@@ -471,59 +678,99 @@ async fn apply_region_objects(
                 reason: e.reason().into(),
                 message: e.to_string(),
             })?;
+    let ns = target.namespace.as_str();
     if let (Some(remote), Some(w)) = (&remote, &ctx.remote_watches) {
         w.ensure(remote, ns);
     }
+    let metrics = &ctx.metrics;
+    let r = region.name.as_str();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    // Every live object first: if any is not ours, nothing at all is written in the region.
+    let live_secret = match &objs.secret {
+        Some(s) => fetch(&secrets, s).await.map_err(sync_failure)?,
+        None => None,
+    };
+    let live_cm = fetch(&config_maps, &objs.config_map)
+        .await
+        .map_err(sync_failure)?;
+    let live_svc = fetch(&services, &objs.service)
+        .await
+        .map_err(sync_failure)?;
+    let live_pdb = fetch(&pdbs, &objs.pdb).await.map_err(sync_failure)?;
+    let live_dep = fetch(&deployments, &objs.deployment)
+        .await
+        .map_err(sync_failure)?;
+    let conflicts: Vec<String> = [
+        conflict(live_secret.as_ref(), dist, r),
+        conflict(live_cm.as_ref(), dist, r),
+        conflict(live_svc.as_ref(), dist, r),
+        conflict(live_pdb.as_ref(), dist, r),
+        conflict(live_dep.as_ref(), dist, r),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !conflicts.is_empty() {
+        return Err(sync_failure(SyncError::Conflict { objects: conflicts }));
+    }
+
     let mut written = Vec::new();
-    let name = render::object_name(dist, &region.name);
     match &objs.secret {
         Some(s) => {
-            sync(&Api::namespaced(client.clone(), ns), s, &mut written, ctx).await?;
+            let s = sync(&secrets, s, live_secret, dist, r, metrics)
+                .await
+                .map_err(sync_failure)?;
+            if s.written {
+                written.push("Secret");
+            }
         }
         None => {
             // Credentials were removed from the spec: drop the mirror.
-            if delete_owned::<Secret>(&client, ns, &name, dist, &region.name)
+            if delete_owned(&secrets, &target.name, dist, metrics)
                 .await
-                .map_err(|e| region_failure("Secret", e))?
+                .map_err(sync_failure)?
             {
-                ctx.metrics.write("Secret");
                 written.push("Secret(deleted)");
             }
         }
     };
-    sync(
-        &Api::namespaced(client.clone(), ns),
-        &objs.config_map,
-        &mut written,
-        ctx,
-    )
-    .await?;
-    sync(
-        &Api::namespaced(client.clone(), ns),
-        &objs.service,
-        &mut written,
-        ctx,
-    )
-    .await?;
-    sync(
-        &Api::namespaced(client.clone(), ns),
-        &objs.pdb,
-        &mut written,
-        ctx,
-    )
-    .await?;
-    let dep: Deployment = sync(
-        &Api::namespaced(client.clone(), ns),
-        &objs.deployment,
-        &mut written,
-        ctx,
-    )
-    .await?;
+    if sync(&config_maps, &objs.config_map, live_cm, dist, r, metrics)
+        .await
+        .map_err(sync_failure)?
+        .written
+    {
+        written.push("ConfigMap");
+    }
+    if sync(&services, &objs.service, live_svc, dist, r, metrics)
+        .await
+        .map_err(sync_failure)?
+        .written
+    {
+        written.push("Service");
+    }
+    if sync(&pdbs, &objs.pdb, live_pdb, dist, r, metrics)
+        .await
+        .map_err(sync_failure)?
+        .written
+    {
+        written.push("PodDisruptionBudget");
+    }
+    let dep: Synced<Deployment> = sync(&deployments, &objs.deployment, live_dep, dist, r, metrics)
+        .await
+        .map_err(sync_failure)?;
+    if dep.written {
+        written.push("Deployment");
+    }
 
     let replicas = region.replicas;
-    let st = dep.status.unwrap_or_default();
+    let st = dep.object.status.unwrap_or_default();
     let ready = st.ready_replicas.unwrap_or(0);
-    let current = st.observed_generation.unwrap_or(0) >= dep.metadata.generation.unwrap_or(0);
+    let current =
+        st.observed_generation.unwrap_or(0) >= dep.object.metadata.generation.unwrap_or(0);
     let available = replicas == 0
         || (current
             && st.updated_replicas.unwrap_or(0) >= replicas
@@ -534,248 +781,133 @@ async fn apply_region_objects(
         ready_replicas: ready,
         available,
         config_hash: objs.config_hash.clone(),
-        endpoint: format!("http://{name}.{ns}.svc:{}", render::SERVICE_PORT),
+        endpoint: format!("http://{}.{ns}.svc:{}", target.name, render::SERVICE_PORT),
         written,
     })
 }
 
-/// Applies `desired` unless the live object already contains it (no write when in sync).
-async fn sync<K>(
-    api: &Api<K>,
-    desired: &K,
-    written: &mut Vec<&'static str>,
-    ctx: &Context,
-) -> Result<K, RegionFailure>
-where
-    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
-{
-    let kind = K::kind(&());
-    let kind: &'static str = match kind.as_ref() {
-        "Secret" => "Secret",
-        "ConfigMap" => "ConfigMap",
-        "Service" => "Service",
-        "PodDisruptionBudget" => "PodDisruptionBudget",
-        "Deployment" => "Deployment",
-        _ => "Object",
-    };
-    let name = desired.meta().name.clone().unwrap_or_default();
-    let want = serde_json::to_value(desired).map_err(|e| RegionFailure {
-        reason: "RenderFailed".into(),
-        message: e.to_string(),
-    })?;
-    let live = api
-        .get_opt(&name)
-        .await
-        .map_err(|e| region_failure(kind, e))?;
-    if let Some(live) = live {
-        if live.meta().deletion_timestamp.is_none() {
-            let have = serde_json::to_value(&live).map_err(|e| RegionFailure {
-                reason: "RenderFailed".into(),
-                message: e.to_string(),
-            })?;
-            if render::is_subset(&want, &have) {
-                return Ok(live);
-            }
+/// Whether the namespace `ns` of the operator's own cluster is being deleted (false when
+/// that cannot be read, e.g. without RBAC on namespaces).
+async fn namespace_terminating(ctx: &Context, ns: &str) -> bool {
+    let api: Api<Namespace> = Api::all(ctx.regions.local().clone());
+    match api.get_opt(ns).await {
+        Ok(Some(n)) => n.metadata.deletion_timestamp.is_some(),
+        Ok(None) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, namespace = ns, "cannot read the namespace");
+            false
         }
     }
-    let applied = api
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&want),
-        )
-        .await
-        .map_err(|e| region_failure(kind, e))?;
-    ctx.metrics.write(kind);
-    written.push(kind);
-    Ok(applied)
 }
 
-/// Deletes `name` if it exists and carries this Distribution's labels (never a stranger's
-/// object of the same name). Returns whether it deleted.
-async fn delete_owned<K>(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    dist: &Distribution,
-    region: &str,
-) -> Result<bool, kube::Error>
-where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let Some(obj) = api.get_opt(name).await? else {
-        return Ok(false);
-    };
-    let labels = obj.labels();
-    let ours = labels.get(LABEL_DISTRIBUTION).map(String::as_str) == dist.metadata.name.as_deref()
-        && labels.get(LABEL_REGION).map(String::as_str) == Some(region)
-        && labels.get(LABEL_DISTRIBUTION_NAMESPACE).map(String::as_str)
-            == dist.metadata.namespace.as_deref();
-    if !ours || obj.meta().deletion_timestamp.is_some() {
-        return Ok(false);
-    }
-    let dp = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: obj.meta().uid.clone(),
-            resource_version: None,
-        }),
-        propagation_policy: Some(kube::api::PropagationPolicy::Background),
-        ..Default::default()
-    };
-    match api.delete(name, &dp).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Deletes every object of a region. Returns how many objects were deleted.
-async fn delete_region(
-    client: &Client,
-    ns: &str,
-    dist: &Distribution,
-    region: &str,
-    ctx: &Context,
-) -> Result<usize, String> {
-    let name = render::object_name(dist, region);
-    let mut deleted = 0;
-    let err = |kind: &'static str| {
-        let name = name.clone();
-        move |e: kube::Error| format!("deleting {kind} {ns}/{name}: {e}")
-    };
-    for (kind, gone) in [
-        (
-            "Deployment",
-            delete_owned::<Deployment>(client, ns, &name, dist, region)
-                .await
-                .map_err(err("Deployment"))?,
-        ),
-        (
-            "PodDisruptionBudget",
-            delete_owned::<PodDisruptionBudget>(client, ns, &name, dist, region)
-                .await
-                .map_err(err("PodDisruptionBudget"))?,
-        ),
-        (
-            "Service",
-            delete_owned::<Service>(client, ns, &name, dist, region)
-                .await
-                .map_err(err("Service"))?,
-        ),
-        (
-            "ConfigMap",
-            delete_owned::<ConfigMap>(client, ns, &name, dist, region)
-                .await
-                .map_err(err("ConfigMap"))?,
-        ),
-        (
-            "Secret",
-            delete_owned::<Secret>(client, ns, &name, dist, region)
-                .await
-                .map_err(err("Secret"))?,
-        ),
-    ] {
-        if gone {
-            ctx.metrics.write(kind);
-            deleted += 1;
-        }
-    }
-    Ok(deleted)
-}
-
-/// Rebuilds enough of a region's spec from its status entry to reach its cluster.
-fn region_from_status(st: &crate::crd::RegionStatus) -> RegionSpec {
-    let cluster = st.cluster.strip_prefix("kubeconfig:").map(|rest| {
-        let (name, key) = rest.split_once('/').unwrap_or((rest, "value"));
-        ClusterRef {
-            kubeconfig_secret_ref: SecretKeyRef {
-                name: name.into(),
-                key: key.into(),
-            },
-        }
-    });
-    RegionSpec {
-        name: st.name.clone(),
-        cluster,
-        namespace: Some(st.namespace.clone()),
-        replicas: 0,
-        resources: None,
-        service: Default::default(),
-    }
-}
-
-async fn prune_region(
-    dist: &Distribution,
-    st: &crate::crd::RegionStatus,
-    ctx: &Context,
-) -> Result<usize, String> {
-    let region = region_from_status(st);
-    let (client, _) = ctx
-        .regions
-        .client_for(dist, &region)
-        .await
-        .map_err(|e| e.to_string())?;
-    delete_region(&client, &st.namespace, dist, &st.name, ctx).await
-}
-
-/// Finalizer cleanup: delete the objects of every region (spec and status), local ones too
-/// (owner references would do it, but only where a garbage collector runs and only in the
-/// Distribution's own namespace).
+/// Finalizer cleanup: delete the objects of every region (spec, status, and leftovers found by
+/// label), local ones too (owner references would do it, but only where a garbage collector
+/// runs and only in the Distribution's own namespace).
+///
+/// A region that cannot be cleaned blocks the deletion (event `CleanupFailed`) unless the
+/// Distribution carries the forget annotation, or its kubeconfig Secret is gone because the
+/// Distribution's whole namespace is being deleted (nothing could ever bring it back there).
 async fn cleanup(dist: &Distribution, ctx: &Context) -> Result<Action, Error> {
-    let mut regions: Vec<RegionSpec> = dist.spec.regions.clone();
+    let mut targets: Vec<StaleTarget> = dist
+        .spec
+        .regions
+        .iter()
+        .map(|r| StaleTarget {
+            region: r.name.clone(),
+            target: RegionTarget::of(dist, r),
+        })
+        .collect();
     if let Some(st) = &dist.status {
         for r in &st.regions {
-            if !regions.iter().any(|x| x.name == r.name) {
-                regions.push(region_from_status(r));
-            }
-        }
-    }
-    let skip_unreachable = dist
-        .annotations()
-        .get(ANNOTATION_SKIP_CLEANUP)
-        .is_some_and(|v| v == "true");
-    let results = future::join_all(regions.iter().map(|region| async move {
-        let ns = dist.region_namespace(region).to_string();
-        let (client, _) = ctx
-            .regions
-            .client_for(dist, region)
-            .await
-            .map_err(|e| e.to_string())?;
-        delete_region(&client, &ns, dist, &region.name, ctx).await
-    }))
-    .await;
-    for (region, res) in regions.iter().zip(results) {
-        match res {
-            Ok(n) => {
-                tracing::info!(distribution = %dist.name_any(), region = %region.name, deleted = n, "region cleaned up")
-            }
-            Err(message) if skip_unreachable => {
-                tracing::warn!(distribution = %dist.name_any(), region = %region.name, %message, "cleanup skipped by annotation")
-            }
-            Err(message) => {
-                ctx.event(
-                    dist,
-                    EventType::Warning,
-                    "CleanupFailed",
-                    format!("region {}: {message}", region.name),
-                )
-                .await;
-                return Err(Error::Cleanup {
-                    region: region.name.clone(),
-                    message,
+            for t in r.target.iter().chain(&r.stale_targets) {
+                targets.push(StaleTarget {
+                    region: r.name.clone(),
+                    target: t.clone(),
                 });
             }
         }
+    }
+    // Leftovers the status does not name (regions renamed while status was lost).
+    let mut as_stale = dist.clone();
+    as_stale.spec.regions.clear();
+    if !target::status_knows_targets(dist.status.as_ref()) {
+        for place in target::places(dist) {
+            if let Ok((client, _)) = ctx
+                .regions
+                .client_for_cluster(dist, place.kubeconfig_secret_ref.as_ref())
+                .await
+            {
+                if let Ok(found) = prune::discover(&client, &as_stale, &place).await {
+                    targets.extend(found);
+                }
+            }
+        }
+    }
+    targets.sort();
+    targets.dedup();
+    let forget = forgets_unreachable(dist);
+    let ns = dist.namespace().unwrap_or_else(|| "default".into());
+    let results =
+        future::join_all(targets.iter().map(|t| clean_target(dist, ctx, &t.target))).await;
+    let mut terminating = None;
+    for (t, res) in targets.iter().zip(results) {
+        let err = match res {
+            Ok(n) => {
+                tracing::info!(distribution = %dist.name_any(), region = %t.region, target = %t.target, deleted = n, "region cleaned up");
+                continue;
+            }
+            Err(err) => err,
+        };
+        let message = err.to_string();
+        if forget {
+            ctx.event(
+                dist,
+                EventType::Warning,
+                "Forgotten",
+                format!(
+                    "region {} at {}: not cleaned up ({message}); forgotten because of {ANNOTATION_FORGET_UNREACHABLE}",
+                    t.region, t.target
+                ),
+            )
+            .await;
+            continue;
+        }
+        if err.secret_gone() {
+            if terminating.is_none() {
+                terminating = Some(namespace_terminating(ctx, &ns).await);
+            }
+            if terminating == Some(true) {
+                ctx.event(
+                    dist,
+                    EventType::Warning,
+                    "Forgotten",
+                    format!(
+                        "region {} at {}: not cleaned up, its kubeconfig Secret was deleted with namespace {ns}; remove its objects by label {} in that cluster",
+                        t.region, t.target, prune::selector(dist)
+                    ),
+                )
+                .await;
+                continue;
+            }
+        }
+        let message = format!("{message}; {}", forget_hint());
+        ctx.event(
+            dist,
+            EventType::Warning,
+            "CleanupFailed",
+            format!("region {} at {}: {message}", t.region, t.target),
+        )
+        .await;
+        return Err(Error::Cleanup {
+            region: t.region.clone(),
+            message,
+        });
     }
     ctx.event(
         dist,
         EventType::Normal,
         "CleanedUp",
-        format!("removed edge objects from {} region(s)", regions.len()),
+        format!("removed edge objects from {} target(s)", targets.len()),
     )
     .await;
     ctx.set_managed(dist, 0);

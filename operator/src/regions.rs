@@ -11,7 +11,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use tokio::sync::Mutex;
 
-use crate::crd::{Distribution, RegionSpec};
+use crate::crd::{Distribution, RegionSpec, SecretKeyRef};
 
 /// Why a region's cluster cannot be reached; each maps to a status reason.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +100,22 @@ impl Regions {
         &self.local
     }
 
+    /// The last client built from this kubeconfig Secret, whatever its version: lets cleanup
+    /// reach a region whose Secret was deleted first (e.g. with its whole namespace).
+    pub async fn last_known(&self, dist: &Distribution, sref: &SecretKeyRef) -> Option<Client> {
+        let ns = dist
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let key = (ns, sref.name.clone(), sref.key.clone());
+        self.cache
+            .lock()
+            .await
+            .get(&key)
+            .map(|(_, r)| r.client.clone())
+    }
+
     /// The client for `region`: local, or remote from its kubeconfig Secret (one GET of the
     /// Secret; the client is rebuilt only when the Secret's resourceVersion changed).
     pub async fn client_for(
@@ -107,7 +123,20 @@ impl Regions {
         dist: &Distribution,
         region: &RegionSpec,
     ) -> Result<(Client, Option<RemoteClient>), RegionError> {
-        let Some(cluster) = &region.cluster else {
+        self.client_for_cluster(
+            dist,
+            region.cluster.as_ref().map(|c| &c.kubeconfig_secret_ref),
+        )
+        .await
+    }
+
+    /// The client of the cluster a kubeconfig Secret reaches (`None` = the local cluster).
+    pub async fn client_for_cluster(
+        &self,
+        dist: &Distribution,
+        kubeconfig: Option<&SecretKeyRef>,
+    ) -> Result<(Client, Option<RemoteClient>), RegionError> {
+        let Some(sref) = kubeconfig else {
             return Ok((self.local.clone(), None));
         };
         let ns = dist
@@ -115,7 +144,6 @@ impl Regions {
             .namespace
             .clone()
             .unwrap_or_else(|| "default".into());
-        let sref = &cluster.kubeconfig_secret_ref;
         let secrets: Api<Secret> = Api::namespaced(self.local.clone(), &ns);
         let secret = secrets
             .get_opt(&sref.name)

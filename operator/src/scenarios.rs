@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::reconcile::{self, Context};
 use crate::regions::{ClientFactory, Regions};
 use crate::render::{self, RegionObjects, RenderContext};
+use crate::tenancy::TargetNamespacePolicy;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
@@ -161,11 +162,12 @@ impl Run {
             .collect()
     }
 
+    /// Requests that change something (dry-run applies only ask what an apply would do).
     pub fn writes(&self) -> Vec<String> {
         self.local
             .iter()
             .chain(&self.remote)
-            .filter(|s| s.method != Method::GET)
+            .filter(|s| s.method != Method::GET && !s.query.contains("dryRun"))
             .map(|s| format!("{} {}", s.method, s.path))
             .collect()
     }
@@ -181,6 +183,22 @@ impl Run {
 
 /// Runs one reconcile of `dist` with the given expectations for both clusters.
 pub async fn run(dist: Distribution, local: Vec<Expect>, remote: Vec<Expect>) -> Run {
+    run_with(
+        dist,
+        local,
+        remote,
+        TargetNamespacePolicy::own_namespace_only(),
+    )
+    .await
+}
+
+/// [`run`] under the admin's target namespace policy.
+pub async fn run_with(
+    dist: Distribution,
+    local: Vec<Expect>,
+    remote: Vec<Expect>,
+    tenancy: TargetNamespacePolicy,
+) -> Run {
     let (lsvc, lhandle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let (rsvc, rhandle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let local_client = Client::new(lsvc, "default");
@@ -188,16 +206,19 @@ pub async fn run(dist: Distribution, local: Vec<Expect>, remote: Vec<Expect>) ->
     let lserver = tokio::spawn(serve(lhandle, local));
     let rserver = tokio::spawn(serve(rhandle, remote));
     let metrics = Arc::new(Metrics::default());
-    let ctx = Arc::new(Context::new(
-        Regions::new(
-            local_client,
-            Arc::new(MockRemote(Mutex::new(Some(remote_client)))),
-        ),
-        "kubefront/edge:test",
-        metrics.clone(),
-        None,
-        None,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            Regions::new(
+                local_client,
+                Arc::new(MockRemote(Mutex::new(Some(remote_client)))),
+            ),
+            "kubefront/edge:test",
+            metrics.clone(),
+            None,
+            None,
+        )
+        .with_tenancy(tenancy),
+    );
     let action = tokio::time::timeout(
         Duration::from_secs(10),
         reconcile::reconcile(Arc::new(dist), ctx),
@@ -373,12 +394,15 @@ pub fn stored_objects_with(
         },
     )
     .expect("renders");
+    // As applied: with the applied-configuration hash the operator stamps on.
+    let applied =
+        |v: Result<(Value, String), serde_json::Error>| v.map(|(v, _)| v).unwrap_or_default();
     let mut out = vec![
-        serde_json::to_value(&objs.secret).unwrap_or_default(),
-        serde_json::to_value(&objs.config_map).unwrap_or_default(),
-        serde_json::to_value(&objs.service).unwrap_or_default(),
-        serde_json::to_value(&objs.pdb).unwrap_or_default(),
-        serde_json::to_value(&objs.deployment).unwrap_or_default(),
+        applied(crate::sync::stamp(&objs.secret)),
+        applied(crate::sync::stamp(&objs.config_map)),
+        applied(crate::sync::stamp(&objs.service)),
+        applied(crate::sync::stamp(&objs.pdb)),
+        applied(crate::sync::stamp(&objs.deployment)),
     ];
     for o in &mut out {
         o["metadata"]["uid"] = json!(format!("uid-{}", o["kind"].as_str().unwrap_or_default()));
@@ -414,13 +438,73 @@ mod tests {
             .collect()
     }
 
-    /// Expectations for a region whose objects are exactly as rendered: GETs only.
+    /// Expectations for a region whose objects are exactly as rendered: a GET and a dry-run
+    /// apply (answering with the unchanged object) per object, no write.
     fn in_sync(paths: Vec<(&'static str, String)>, stored: Vec<Value>) -> Vec<Expect> {
         paths
             .into_iter()
             .zip(stored)
-            .map(|((_, p), o)| expect(Method::GET, &p, Reply::Json(o)))
+            .flat_map(|((_, p), o)| {
+                [
+                    expect(Method::GET, &p, Reply::Json(o.clone())),
+                    expect(Method::PATCH, &p, Reply::Json(o)),
+                ]
+            })
             .collect()
+    }
+
+    fn empty_list(kind: &str) -> Reply {
+        Reply::Json(json!({"kind": kind, "apiVersion": "v1", "metadata": {}, "items": []}))
+    }
+
+    /// Without targets in status (a new or restored Distribution) the reconcile looks for
+    /// leftovers by label where the spec puts regions: (local, remote) expectations.
+    fn discovery() -> (Vec<Expect>, Vec<Expect>) {
+        (
+            vec![
+                expect(Method::GET, KUBECONFIG, Reply::Json(kubeconfig_secret())),
+                expect(
+                    Method::GET,
+                    "/api/v1/namespaces/web/configmaps",
+                    empty_list("ConfigMapList"),
+                ),
+            ],
+            vec![expect(
+                Method::GET,
+                "/api/v1/namespaces/kubefront-edge/configmaps",
+                empty_list("ConfigMapList"),
+            )],
+        )
+    }
+
+    /// `local`/`remote` plus the discovery requests.
+    fn with_discovery(
+        mut local: Vec<Expect>,
+        mut remote: Vec<Expect>,
+    ) -> (Vec<Expect>, Vec<Expect>) {
+        let (l, r) = discovery();
+        local.extend(l);
+        remote.extend(r);
+        (local, remote)
+    }
+
+    /// Expectations for a region whose `changed` kinds differ from what is stored: those are
+    /// applied, the others only dry-run.
+    fn changed(
+        paths: Vec<(&'static str, String)>,
+        stored: Vec<Value>,
+        changed: &[&str],
+    ) -> Vec<Expect> {
+        let mut e = Vec::new();
+        for ((kind, p), o) in paths.into_iter().zip(stored) {
+            e.push(expect(Method::GET, &p, Reply::Json(o.clone())));
+            if changed.contains(&kind) {
+                e.push(expect(Method::PATCH, &p, Reply::Echo));
+            } else {
+                e.push(expect(Method::PATCH, &p, Reply::Json(o)));
+            }
+        }
+        e
     }
 
     /// The reply to a status patch: the stored Distribution (content is not inspected).
@@ -455,7 +539,8 @@ mod tests {
         let mut local = reads();
         local.extend(fresh(local_paths()));
         local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
-        let run = run(dist(), local, fresh(remote_paths())).await;
+        let (local, remote) = with_discovery(local, fresh(remote_paths()));
+        let run = run(dist(), local, remote).await;
         run.action.as_ref().expect("reconcile ok");
         assert_eq!(run.writes().len(), 11, "{:?}", run.writes());
         let st = run.status_written().expect("status written");
@@ -505,6 +590,7 @@ mod tests {
         };
         let (mut local, remote) = world(&d);
         local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let (local, remote) = with_discovery(local, remote);
         let first = run(d.clone(), local, remote).await;
         let st = first.status_written().expect("first pass writes status");
         assert_eq!(cond(&st, None, READY).0, "True");
@@ -534,25 +620,22 @@ mod tests {
         new.spec.cache.default_ttl = "12h".into();
         new.metadata.generation = Some(2);
         let mut local = reads();
-        let stored = stored_objects(&old, 0, true);
-        for ((kind, p), o) in local_paths().into_iter().zip(stored) {
-            local.push(expect(Method::GET, &p, Reply::Json(o)));
-            if kind == "ConfigMap" || kind == "Deployment" {
-                local.push(expect(Method::PATCH, &p, Reply::Echo));
-            }
-        }
+        let rolled = ["ConfigMap", "Deployment"];
+        local.extend(changed(
+            local_paths(),
+            stored_objects(&old, 0, true),
+            &rolled,
+        ));
         local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
-        let mut remote = Vec::new();
-        for ((kind, p), o) in remote_paths()
-            .into_iter()
-            .zip(stored_objects(&old, 1, true))
-        {
-            remote.push(expect(Method::GET, &p, Reply::Json(o)));
-            if kind == "ConfigMap" || kind == "Deployment" {
-                remote.push(expect(Method::PATCH, &p, Reply::Echo));
-            }
-        }
+        let remote = changed(remote_paths(), stored_objects(&old, 1, true), &rolled);
+        let (local, remote) = with_discovery(local, remote);
         let run = run(new, local, remote).await;
+        assert_eq!(
+            run.writes().len(),
+            5,
+            "two objects per region and status: {:?}",
+            run.writes()
+        );
         run.action.as_ref().expect("ok");
         let cm = run
             .local
@@ -587,14 +670,14 @@ mod tests {
         local.extend(in_sync(local_paths(), stored_objects(&full, 0, true)));
         let mut learn_local = local.clone();
         learn_local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
-        let learned = run(
-            full.clone(),
+        let (learn_local, learn_remote) = with_discovery(
             learn_local,
             in_sync(remote_paths(), stored_objects(&full, 1, true)),
-        )
-        .await
-        .status_written()
-        .expect("status");
+        );
+        let learned = run(full.clone(), learn_local, learn_remote)
+            .await
+            .status_written()
+            .expect("status");
 
         let mut d = full.clone();
         d.spec.regions.truncate(1);
@@ -642,6 +725,8 @@ mod tests {
             &remote_paths()[0].1,
             Reply::Unreachable,
         )];
+        let (local, mut remote) = with_discovery(local, remote);
+        remote[1].reply = Reply::Unreachable;
         let run = run(d, local, remote).await;
         run.action
             .as_ref()
@@ -689,6 +774,7 @@ mod tests {
         let mut released = serde_json::to_value(&d).unwrap_or_default();
         released["metadata"]["finalizers"] = json!([]);
         local.push(expect(Method::PATCH, DIST, Reply::Json(released)));
+        let (local, remote) = with_discovery(local, remote);
         let run = run(d, local, remote).await;
         run.action.as_ref().expect("ok");
         let fin = run
@@ -725,12 +811,172 @@ mod tests {
             &remote_paths()[4].1,
             Reply::Unreachable,
         )];
+        let (local, mut remote) = with_discovery(local, remote);
+        remote[1].reply = Reply::Unreachable;
         let run = run(d, local, remote).await;
         assert!(
-            matches!(run.action, Err(reconcile::Error::Cleanup { ref region, .. }) if region == "eu-west"),
+            matches!(run.action, Err(reconcile::Error::Cleanup { ref region, ref message }) if region == "eu-west" && message.contains(reconcile::ANNOTATION_FORGET_UNREACHABLE)),
             "{:?}",
             run.action.as_ref().err()
         );
+        assert!(
+            run.writes().iter().all(|w| w.contains("/namespaces/web/")),
+            "{:?}",
+            run.writes()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_forget_annotation_lets_deletion_go_past_an_unreachable_region() {
+        let mut d = dist();
+        d.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        d.metadata.annotations = Some(
+            [(
+                reconcile::ANNOTATION_FORGET_UNREACHABLE.to_string(),
+                "true".to_string(),
+            )]
+            .into(),
+        );
+        let ok = json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200});
+        let mut local = vec![expect(
+            Method::GET,
+            KUBECONFIG,
+            Reply::Json(kubeconfig_secret()),
+        )];
+        for ((_, p), o) in local_paths().into_iter().zip(stored_objects(&d, 0, true)) {
+            local.push(expect(Method::GET, &p, Reply::Json(o)));
+            local.push(expect(Method::DELETE, &p, Reply::Json(ok.clone())));
+        }
+        let mut released = serde_json::to_value(&d).unwrap_or_default();
+        released["metadata"]["finalizers"] = json!([]);
+        local.push(expect(Method::PATCH, DIST, Reply::Json(released)));
+        let remote = vec![expect(
+            Method::GET,
+            &remote_paths()[4].1,
+            Reply::Unreachable,
+        )];
+        let (local, mut remote) = with_discovery(local, remote);
+        remote[1].reply = Reply::Unreachable;
+        let run = run(d, local, remote).await;
+        run.action.as_ref().expect("deletion goes on");
+        assert!(
+            run.local
+                .iter()
+                .any(|s| s.method == Method::PATCH && s.path == DIST),
+            "finalizer released"
+        );
+    }
+
+    /// The local region's objects as someone else's: no UID marker, none of our labels.
+    fn strangers(paths: &[(&'static str, String)], kinds: &[&str]) -> Vec<Expect> {
+        let d = dist();
+        paths
+            .iter()
+            .zip(stored_objects(&d, 0, true))
+            .map(|((kind, p), mut o)| {
+                if kinds.contains(kind) {
+                    o["metadata"]["annotations"] = json!({"owner": "someone"});
+                    o["metadata"]["labels"] = json!({"app": "site-local"});
+                    o["metadata"]["ownerReferences"] = json!([]);
+                    expect(Method::GET, p, Reply::Json(o))
+                } else {
+                    expect(Method::GET, p, Reply::NotFound)
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_object_in_the_way_is_a_conflict_and_nothing_is_written_in_that_region() {
+        let mut local = reads();
+        local.extend(strangers(&local_paths(), &["ConfigMap", "Service"]));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let (local, remote) = with_discovery(local, fresh(remote_paths()));
+        let run = run(dist(), local, remote).await;
+        run.action
+            .as_ref()
+            .expect("a conflict is status, not an error");
+        assert!(
+            run.local
+                .iter()
+                .all(|s| s.method == Method::GET || s.path.ends_with("/status")),
+            "nothing written locally: {:?}",
+            run.writes()
+        );
+        let st = run.status_written().expect("status");
+        let (status, reason, message) = cond(&st, Some("local"), DEGRADED);
+        assert_eq!((status.as_str(), reason.as_str()), ("True", "Conflict"));
+        assert!(
+            message.contains("ConfigMap web/site-local exists")
+                && message.contains("Service web/site-local exists"),
+            "{message}"
+        );
+        assert_eq!(
+            cond(&st, Some("eu-west"), "Applied").0,
+            "True",
+            "other regions go on"
+        );
+    }
+
+    #[tokio::test]
+    async fn another_namespace_is_refused_by_default_and_allowed_by_the_admin() {
+        let mut d = dist();
+        d.spec.regions[0].namespace = Some("kube-system".into());
+        // Refused: not even read (leftovers are looked for only where the region may go).
+        let mut local = reads();
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        local.push(expect(
+            Method::GET,
+            KUBECONFIG,
+            Reply::Json(kubeconfig_secret()),
+        ));
+        let mut remote = fresh(remote_paths());
+        remote.push(discovery().1.remove(0));
+        let refused = run(d.clone(), local, remote).await;
+        assert!(
+            refused
+                .local
+                .iter()
+                .all(|s| !s.path.contains("/namespaces/kube-system/")),
+            "{:?}",
+            refused.writes()
+        );
+        let st = refused.status_written().expect("status");
+        let (status, reason, message) = cond(&st, Some("local"), DEGRADED);
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("True", "NamespaceNotAllowed")
+        );
+        assert!(
+            message.starts_with("spec.regions[0].namespace: "),
+            "{message}"
+        );
+        // Allowed by the admin: applied like any region.
+        let mut local = reads();
+        local.extend(fresh(object_paths("kube-system", "site-local")));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        local.push(expect(
+            Method::GET,
+            KUBECONFIG,
+            Reply::Json(kubeconfig_secret()),
+        ));
+        local.push(expect(
+            Method::GET,
+            "/api/v1/namespaces/kube-system/configmaps",
+            empty_list("ConfigMapList"),
+        ));
+        let remote = {
+            let mut r = fresh(remote_paths());
+            r.push(discovery().1.remove(0));
+            r
+        };
+        let policy =
+            crate::tenancy::TargetNamespacePolicy::parse(&["web=kube-system"]).expect("policy");
+        let allowed = run_with(d, local, remote, policy).await;
+        let st = allowed.status_written().expect("status");
+        assert_eq!(cond(&st, Some("local"), "Applied").0, "True");
     }
 
     /// The reads of the signed fixture: credentials, both key group Secrets, the kubeconfig.
@@ -766,7 +1012,8 @@ mod tests {
         let mut local = signed_reads(&keys);
         local.extend(fresh(local_paths()));
         local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
-        let run = run(fixtures::signed(), local, fresh(remote_paths())).await;
+        let (local, remote) = with_discovery(local, fresh(remote_paths()));
+        let run = run(fixtures::signed(), local, remote).await;
         run.action.as_ref().expect("reconcile ok");
         for seen in [&run.local, &run.remote] {
             let edge = edge_yaml(seen);
@@ -807,23 +1054,13 @@ mod tests {
             "K3NEXT".into(),
             ByteString(fixtures::EC_P256_PUBLIC_PEM.as_bytes().to_vec()),
         );
-        let changed = |paths: Vec<(&'static str, String)>, idx: usize| {
-            let mut e = Vec::new();
-            for ((kind, p), o) in paths
-                .into_iter()
-                .zip(stored_objects_with(&d, idx, true, &old_keys))
-            {
-                e.push(expect(Method::GET, &p, Reply::Json(o)));
-                if kind == "ConfigMap" || kind == "Deployment" {
-                    e.push(expect(Method::PATCH, &p, Reply::Echo));
-                }
-            }
-            e
-        };
+        let rolled = ["ConfigMap", "Deployment"];
+        let stored = |idx| stored_objects_with(&d, idx, true, &old_keys);
         let mut local = signed_reads(&new_keys);
-        local.extend(changed(local_paths(), 0));
+        local.extend(changed(local_paths(), stored(0), &rolled));
         local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
-        let run = run(d.clone(), local, changed(remote_paths(), 1)).await;
+        let (local, remote) = with_discovery(local, changed(remote_paths(), stored(1), &rolled));
+        let run = run(d.clone(), local, remote).await;
         run.action.as_ref().expect("ok");
         let old_hash = stored_objects_with(&d, 1, false, &old_keys)[4]["spec"]["template"]
             ["metadata"]["annotations"]["kubefront.io/config-hash"]
@@ -849,14 +1086,12 @@ mod tests {
         let mut learn = signed_reads(&keys);
         learn.extend(in_sync(local_paths(), stored_objects(&d, 0, true)));
         learn.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
-        let running = run(
-            d.clone(),
-            learn,
-            in_sync(remote_paths(), stored_objects(&d, 1, true)),
-        )
-        .await
-        .status_written()
-        .expect("status");
+        let (learn, learn_remote) =
+            with_discovery(learn, in_sync(remote_paths(), stored_objects(&d, 1, true)));
+        let running = run(d.clone(), learn, learn_remote)
+            .await
+            .status_written()
+            .expect("status");
         d.status = Some(running.clone());
 
         let mut gone = keys.clone();
@@ -924,5 +1159,162 @@ mod tests {
         let (status, reason, message) = cond(&st, None, DEGRADED);
         assert_eq!((status.as_str(), reason.as_str()), ("True", "InvalidSpec"));
         assert!(message.starts_with("spec.cache.maxObjectSize"), "{message}");
+    }
+
+    /// The status a reconcile of `d` in an in-sync world writes (targets included).
+    async fn learned_status(d: &Distribution) -> DistributionStatus {
+        let mut local = reads();
+        local.extend(in_sync(local_paths(), stored_objects(d, 0, true)));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let (local, remote) =
+            with_discovery(local, in_sync(remote_paths(), stored_objects(d, 1, true)));
+        run(d.clone(), local, remote)
+            .await
+            .status_written()
+            .expect("status")
+    }
+
+    fn deleted_ok() -> Reply {
+        Reply::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}))
+    }
+
+    #[tokio::test]
+    async fn a_region_moved_to_another_namespace_leaves_nothing_behind() {
+        let full = dist();
+        let learned = learned_status(&full).await;
+        let eu = learned
+            .regions
+            .iter()
+            .find(|r| r.name == "eu-west")
+            .and_then(|r| r.target.clone())
+            .expect("target recorded");
+        assert_eq!(
+            (
+                eu.namespace.as_str(),
+                eu.name.as_str(),
+                eu.cluster_label().as_str()
+            ),
+            (
+                "kubefront-edge",
+                "site-eu-west",
+                "kubeconfig:eu-west-kubeconfig/value"
+            )
+        );
+        let mut moved = full.clone();
+        moved.spec.regions[1].namespace = Some("edge-2".into());
+        moved.metadata.generation = Some(2);
+        moved.status = Some(learned);
+        let mut local = reads();
+        local.extend(in_sync(local_paths(), stored_objects(&full, 0, true)));
+        local.push(expect(
+            Method::GET,
+            KUBECONFIG,
+            Reply::Json(kubeconfig_secret()),
+        ));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let mut remote = fresh(object_paths("edge-2", "site-eu-west"));
+        for ((_, p), o) in remote_paths()
+            .into_iter()
+            .zip(stored_objects(&full, 1, true))
+        {
+            remote.push(expect(Method::GET, &p, Reply::Json(o)));
+            remote.push(expect(Method::DELETE, &p, deleted_ok()));
+        }
+        let run = run(moved, local, remote).await;
+        run.action.as_ref().expect("ok");
+        let st = run.status_written().expect("status");
+        let eu = st.regions.iter().find(|r| r.name == "eu-west").expect("eu");
+        assert_eq!(
+            eu.target.as_ref().map(|t| t.namespace.as_str()),
+            Some("edge-2")
+        );
+        assert!(eu.stale_targets.is_empty(), "{:?}", eu.stale_targets);
+        assert_eq!(st.regions.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn leftovers_of_a_distribution_restored_without_status_are_found_by_label() {
+        let mut d = dist();
+        d.spec.regions.truncate(1);
+        let cm = |name: &str, region: &str, uid: &str, dist_ns: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": name, "namespace": "web", "uid": format!("cm-{name}"),
+                "labels": {"app.kubernetes.io/managed-by": "kubefront-operator",
+                    "kubefront.io/distribution": "site", "kubefront.io/distribution-namespace": dist_ns,
+                    "kubefront.io/region": region},
+                "annotations": {"kubefront.io/distribution-uid": uid}}})
+        };
+        let ours = cm("site-old", "old", "uid-site", "web");
+        let stranger = cm("site-other", "other", "uid-else", "web");
+        let mut local = vec![expect(Method::GET, CREDS, Reply::Json(creds_secret()))];
+        local.extend(fresh(local_paths()));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        local.push(expect(
+            Method::GET,
+            "/api/v1/namespaces/web/configmaps",
+            Reply::Json(
+                json!({"kind": "ConfigMapList", "apiVersion": "v1", "metadata": {},
+                "items": [ours.clone(), stranger]}),
+            ),
+        ));
+        for (kind, p) in object_paths("web", "site-old") {
+            if kind == "ConfigMap" {
+                local.push(expect(Method::GET, &p, Reply::Json(ours.clone())));
+                local.push(expect(Method::DELETE, &p, deleted_ok()));
+            } else {
+                local.push(expect(Method::GET, &p, Reply::NotFound));
+            }
+        }
+        let run = run(d, local, vec![]).await;
+        run.action.as_ref().expect("ok");
+        let deleted: Vec<String> = run
+            .local
+            .iter()
+            .filter(|s| s.method == Method::DELETE)
+            .map(|s| s.path.clone())
+            .collect();
+        assert_eq!(
+            deleted,
+            ["/api/v1/namespaces/web/configmaps/site-old"],
+            "only ours"
+        );
+    }
+
+    #[tokio::test]
+    async fn deleting_the_whole_namespace_forgets_a_region_whose_kubeconfig_went_with_it() {
+        let mut d = dist();
+        d.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        // The namespace controller already deleted the kubeconfig Secret.
+        let mut local = vec![
+            expect(Method::GET, KUBECONFIG, Reply::NotFound),
+            expect(Method::GET, KUBECONFIG, Reply::NotFound),
+            expect(
+                Method::GET,
+                "/api/v1/namespaces/web/configmaps",
+                empty_list("ConfigMapList"),
+            ),
+            expect(
+                Method::GET,
+                "/api/v1/namespaces/web",
+                Reply::Json(json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": "web", "deletionTimestamp": "2026-01-01T00:00:00Z"},
+                    "status": {"phase": "Terminating"}})),
+            ),
+        ];
+        for ((_, p), o) in local_paths().into_iter().zip(stored_objects(&d, 0, true)) {
+            local.push(expect(Method::GET, &p, Reply::Json(o)));
+            local.push(expect(Method::DELETE, &p, deleted_ok()));
+        }
+        let mut released = serde_json::to_value(&d).unwrap_or_default();
+        released["metadata"]["finalizers"] = json!([]);
+        local.push(expect(Method::PATCH, DIST, Reply::Json(released)));
+        let run = run(d, local, vec![]).await;
+        run.action.as_ref().expect("the namespace can go");
+        assert!(run
+            .local
+            .iter()
+            .any(|s| s.method == Method::PATCH && s.path == DIST));
     }
 }

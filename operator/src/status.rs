@@ -5,7 +5,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::crd::{DistributionStatus, RegionStatus};
+use crate::crd::{DistributionStatus, RegionStatus, RegionTarget};
 use crate::render::RenderError;
 
 pub const READY: &str = "Ready";
@@ -22,6 +22,8 @@ pub struct RegionOutcome {
     pub name: String,
     pub cluster: String,
     pub namespace: String,
+    /// Where the region's objects are (recorded in status for later prunes).
+    pub target: Option<RegionTarget>,
     pub result: Result<RegionApplied, RegionFailure>,
 }
 
@@ -103,6 +105,7 @@ pub fn region_status(
         name: outcome.name.clone(),
         cluster: outcome.cluster.clone(),
         namespace: outcome.namespace.clone(),
+        target: outcome.target.clone(),
         ..Default::default()
     };
     match &outcome.result {
@@ -188,6 +191,9 @@ pub fn region_blocked(
         endpoint: old.and_then(|o| o.endpoint.clone()),
         config_hash: old.and_then(|o| o.config_hash.clone()),
         conditions: conditions.out,
+        // Nothing moved: where the objects are is where they were.
+        target: old.and_then(|o| o.target.clone()),
+        stale_targets: old.map(|o| o.stale_targets.clone()).unwrap_or_default(),
     }
 }
 
@@ -324,6 +330,7 @@ mod tests {
             name: name.into(),
             cluster: "local".into(),
             namespace: "ns".into(),
+            target: None,
             result: Ok(RegionApplied {
                 replicas: 2,
                 ready_replicas: if available { 2 } else { 0 },
@@ -340,6 +347,7 @@ mod tests {
             name: name.into(),
             cluster: "kubeconfig:k".into(),
             namespace: "ns".into(),
+            target: None,
             result: Err(RegionFailure {
                 reason: "Unreachable".into(),
                 message: "connection refused".into(),

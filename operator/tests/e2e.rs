@@ -171,6 +171,21 @@ fn unique_namespace(test: &str) -> String {
 /// The real operator binary, watching `ns` only (its Lease in `ns` too); returns it with its
 /// metrics port once it answers /readyz.
 async fn start_operator(path: &PathBuf, ns: &str) -> (Operator, u16) {
+    start_operator_with(path, ns, &[]).await
+}
+
+/// [`start_operator`] with further flags (e.g. `--allow-target-namespace`).
+async fn start_operator_with(path: &PathBuf, ns: &str, extra: &[&str]) -> (Operator, u16) {
+    start_operator_in(path, ns, ns, extra).await
+}
+
+/// [`start_operator_with`] holding its Lease in `lease_ns`.
+async fn start_operator_in(
+    path: &PathBuf,
+    ns: &str,
+    lease_ns: &str,
+    extra: &[&str],
+) -> (Operator, u16) {
     let port = free_port();
     let child = Command::new(operator_binary())
         .args([
@@ -185,8 +200,9 @@ async fn start_operator(path: &PathBuf, ns: &str) -> (Operator, u16) {
             "kubefront/edge:dev",
             "--leader-election",
             "--lease-namespace",
-            ns,
+            lease_ns,
         ])
+        .args(extra)
         .env("KUBECONFIG", path)
         .env("RUST_LOG", "info")
         .stdout(Stdio::inherit())
@@ -1047,4 +1063,821 @@ fn spec_value(patch: &serde_json::Value) -> serde_json::Value {
     }
     merge(&mut spec, patch);
     spec
+}
+
+// ---- Tenancy: ownership, namespaces, names, region lifecycle, drift ----
+
+async fn create_namespaces(client: &Client, names: &[&str]) {
+    let nss: Api<Namespace> = Api::all(client.clone());
+    for n in names {
+        nss.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": n}})).expect("ns"),
+        )
+        .await
+        .expect("create namespace");
+    }
+}
+
+async fn delete_namespaces(client: &Client, names: &[&str]) {
+    let nss: Api<Namespace> = Api::all(client.clone());
+    for n in names {
+        let _ = nss.delete(n, &DeleteParams::default()).await;
+    }
+}
+
+/// A Distribution without credentials (so no Secret mirror) with the given regions.
+fn small_distribution(name: &str, regions: serde_json::Value) -> Distribution {
+    serde_json::from_value(json!({
+        "apiVersion": "kubefront.io/v1alpha1", "kind": "Distribution",
+        "metadata": {"name": name},
+        "spec": {"origin": {"s3": {"bucket": "assets"}}, "regions": regions}
+    }))
+    .expect("dist")
+}
+
+/// Waits until region `region` of `name` has condition `t` with `status` (and `reason`, when
+/// given) for the current generation; returns the condition's message.
+async fn wait_region(
+    dists: &Api<Distribution>,
+    name: &str,
+    region: &str,
+    t: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> String {
+    let what = format!("{name}: region {region} {t}={status} {reason:?}");
+    wait_for(&what, Duration::from_secs(120), || {
+        let dists = dists.clone();
+        async move {
+            let d = dists.get(name).await.ok()?;
+            if d.status.as_ref()?.observed_generation != d.metadata.generation {
+                return None;
+            }
+            let (s, r, m) = cond_full(&d, Some(region), t)?;
+            (s == status && reason.is_none_or(|want| r == want)).then_some(m)
+        }
+    })
+    .await
+}
+
+/// Every object of the edge kinds in `ns` that kubefront manages, as (kind/name,
+/// resourceVersion).
+async fn object_versions(client: &Client, ns: &str) -> Vec<(String, String)> {
+    let lp =
+        kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=kubefront-operator");
+    let mut out = Vec::new();
+    let rv = |kind: &str, m: &kube::api::ObjectMeta| {
+        (
+            format!("{kind}/{}", m.name.clone().unwrap_or_default()),
+            m.resource_version.clone().unwrap_or_default(),
+        )
+    };
+    for o in Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .expect("list")
+    {
+        out.push(rv("ConfigMap", &o.metadata));
+    }
+    for o in Api::<Service>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .expect("list")
+    {
+        out.push(rv("Service", &o.metadata));
+    }
+    for o in Api::<Deployment>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .expect("list")
+    {
+        out.push(rv("Deployment", &o.metadata));
+    }
+    for o in Api::<PodDisruptionBudget>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .expect("list")
+    {
+        out.push(rv("PodDisruptionBudget", &o.metadata));
+    }
+    for o in Api::<Secret>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .expect("list")
+    {
+        out.push(rv("Secret", &o.metadata));
+    }
+    out.sort();
+    out
+}
+
+/// Whether any of the five edge objects named `name` exists in `ns`.
+async fn any_edge_object(client: &Client, ns: &str, name: &str) -> bool {
+    let c = client.clone();
+    Api::<ConfigMap>::namespaced(c.clone(), ns)
+        .get_opt(name)
+        .await
+        .expect("get")
+        .is_some()
+        || Api::<Service>::namespaced(c.clone(), ns)
+            .get_opt(name)
+            .await
+            .expect("get")
+            .is_some()
+        || Api::<Deployment>::namespaced(c.clone(), ns)
+            .get_opt(name)
+            .await
+            .expect("get")
+            .is_some()
+        || Api::<PodDisruptionBudget>::namespaced(c.clone(), ns)
+            .get_opt(name)
+            .await
+            .expect("get")
+            .is_some()
+        || Api::<Secret>::namespaced(c, ns)
+            .get_opt(name)
+            .await
+            .expect("get")
+            .is_some()
+}
+
+/// A pre-existing Service and ConfigMap with the names a region would render are never
+/// modified, adopted or deleted: the region reports Conflict naming them, and they survive the
+/// Distribution's deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_the_operator_did_not_create_are_never_touched() {
+    let Some(path) = kubeconfig_path() else {
+        return;
+    };
+    let (client, _) = connect(&path).await;
+    install_crd(&client).await;
+    let ns = unique_namespace("owner");
+    create_namespaces(&client, &[&ns]).await;
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    svcs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "site-web", "labels": {"app": "site-web"}, "annotations": {"team": "victim"}},
+            "spec": {"selector": {"app": "site-web"}, "ports": [{"port": 8080}]}
+        }))
+        .expect("svc"),
+    )
+    .await
+    .expect("victim service");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": "site-web", "labels": {"app": "site-web"}},
+            "data": {"important": "yes"}
+        }))
+        .expect("cm"),
+    )
+    .await
+    .expect("victim configmap");
+    let before_svc = svcs.get("site-web").await.expect("svc");
+    let before_cm = cms.get("site-web").await.expect("cm");
+
+    let (_operator, _port) = start_operator(&path, &ns).await;
+    let dists: Api<Distribution> = Api::namespaced(client.clone(), &ns);
+    dists
+        .create(
+            &PostParams::default(),
+            &small_distribution("site", json!([{"name": "web", "replicas": 1}])),
+        )
+        .await
+        .expect("create");
+    let message = wait_region(&dists, "site", "web", "Degraded", "True", Some("Conflict")).await;
+    for named in [
+        format!("ConfigMap {ns}/site-web"),
+        format!("Service {ns}/site-web"),
+    ] {
+        assert!(message.contains(&named), "{named} not in {message:?}");
+    }
+    let same = |before: &kube::api::ObjectMeta, after: &kube::api::ObjectMeta| {
+        assert_eq!(before.resource_version, after.resource_version);
+        assert_eq!(before.labels, after.labels);
+        assert_eq!(before.annotations, after.annotations);
+        assert!(after.owner_references.is_none());
+    };
+    let after_svc = svcs.get("site-web").await.expect("svc");
+    same(&before_svc.metadata, &after_svc.metadata);
+    assert_eq!(before_svc.spec, after_svc.spec, "selector untouched");
+    let after_cm = cms.get("site-web").await.expect("cm");
+    same(&before_cm.metadata, &after_cm.metadata);
+    assert_eq!(before_cm.data, after_cm.data);
+    assert!(
+        Api::<Deployment>::namespaced(client.clone(), &ns)
+            .get_opt("site-web")
+            .await
+            .expect("get")
+            .is_none(),
+        "nothing written in the conflicting region"
+    );
+
+    dists
+        .delete("site", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for("Distribution gone", Duration::from_secs(120), || {
+        let dists = dists.clone();
+        async move { dists.get_opt("site").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    let gone_svc = svcs
+        .get("site-web")
+        .await
+        .expect("service survives deletion");
+    assert_eq!(
+        gone_svc.metadata.resource_version,
+        before_svc.metadata.resource_version
+    );
+    let gone_cm = cms
+        .get("site-web")
+        .await
+        .expect("configmap survives deletion");
+    assert_eq!(gone_cm.data, before_cm.data);
+    delete_namespaces(&client, &[&ns]).await;
+}
+
+/// A local region in another namespace is refused by default (status names the field, nothing
+/// is written there) and applied once the admin allows the namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_namespaces_need_the_admins_allowance() {
+    let Some(path) = kubeconfig_path() else {
+        return;
+    };
+    let (client, _) = connect(&path).await;
+    install_crd(&client).await;
+    let ns = unique_namespace("tenant");
+    let edge_ns = format!("{ns}-edge");
+    create_namespaces(&client, &[&ns, &edge_ns]).await;
+    let dists: Api<Distribution> = Api::namespaced(client.clone(), &ns);
+    {
+        let (_operator, _) = start_operator(&path, &ns).await;
+        dists
+            .create(
+                &PostParams::default(),
+                &small_distribution(
+                    "site",
+                    json!([{"name": "home", "replicas": 1},
+                           {"name": "far", "replicas": 1, "namespace": edge_ns}]),
+                ),
+            )
+            .await
+            .expect("create");
+        let message = wait_region(
+            &dists,
+            "site",
+            "far",
+            "Degraded",
+            "True",
+            Some("NamespaceNotAllowed"),
+        )
+        .await;
+        assert!(
+            message.starts_with("spec.regions[1].namespace: "),
+            "{message}"
+        );
+        wait_region(&dists, "site", "home", "Applied", "True", None).await;
+        assert!(
+            object_versions(&client, &edge_ns).await.is_empty(),
+            "nothing written in the refused namespace"
+        );
+    }
+    // The admin allows Distributions of `ns` to use `edge_ns` (operator restarted).
+    let rule = format!("{ns}={edge_ns}");
+    let (_operator, _) =
+        start_operator_with(&path, &ns, &["--allow-target-namespace", &rule]).await;
+    wait_region(&dists, "site", "far", "Applied", "True", None).await;
+    assert!(any_edge_object(&client, &edge_ns, "site-far").await);
+    dists
+        .delete("site", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for("cleaned up", Duration::from_secs(120), || {
+        let (client, edge_ns) = (client.clone(), edge_ns.clone());
+        async move { (!any_edge_object(&client, &edge_ns, "site-far").await).then_some(()) }
+    })
+    .await;
+    delete_namespaces(&client, &[&ns, &edge_ns]).await;
+}
+
+/// `a/dup` and `b/dup` with the same region and target namespace (two operators, one per
+/// tenant namespace): one is Ready, the other reports Conflict, and nothing in the target
+/// namespace changes over 30 s once settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_names_in_two_namespaces_never_fight() {
+    let Some(path) = kubeconfig_path() else {
+        return;
+    };
+    let (client, _) = connect(&path).await;
+    install_crd(&client).await;
+    let base = unique_namespace("dup");
+    let (a, b, shared) = (
+        format!("{base}-a"),
+        format!("{base}-b"),
+        format!("{base}-s"),
+    );
+    create_namespaces(&client, &[&a, &b, &shared]).await;
+    let (rule_a, rule_b) = (format!("{a}={shared}"), format!("{b}={shared}"));
+    let (_op_a, port_a) =
+        start_operator_with(&path, &a, &["--allow-target-namespace", &rule_a]).await;
+    let (_op_b, port_b) =
+        start_operator_with(&path, &b, &["--allow-target-namespace", &rule_b]).await;
+    let regions = json!([{"name": "edge", "replicas": 1, "namespace": shared}]);
+    let da: Api<Distribution> = Api::namespaced(client.clone(), &a);
+    let db: Api<Distribution> = Api::namespaced(client.clone(), &b);
+    da.create(
+        &PostParams::default(),
+        &small_distribution("dup", regions.clone()),
+    )
+    .await
+    .expect("a/dup");
+    wait_region(&da, "dup", "edge", "Applied", "True", None).await;
+    db.create(&PostParams::default(), &small_distribution("dup", regions))
+        .await
+        .expect("b/dup");
+    let message = wait_region(&db, "dup", "edge", "Degraded", "True", Some("Conflict")).await;
+    assert!(
+        message.contains(&format!("Distribution {a}/dup")),
+        "{message}"
+    );
+    quiesce(port_a).await;
+    quiesce(port_b).await;
+    let before = object_versions(&client, &shared).await;
+    assert!(!before.is_empty());
+    let dist_versions = || async {
+        (
+            da.get("dup").await.expect("a").metadata.resource_version,
+            db.get("dup").await.expect("b").metadata.resource_version,
+        )
+    };
+    let dists_before = dist_versions().await;
+    let writes_before = (
+        metric(port_a, "kubefront_operator_writes_total").await,
+        metric(port_b, "kubefront_operator_writes_total").await,
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        object_versions(&client, &shared).await,
+        before,
+        "an object in the shared namespace was rewritten"
+    );
+    assert_eq!(dist_versions().await, dists_before, "status flapped");
+    assert_eq!(
+        (
+            metric(port_a, "kubefront_operator_writes_total").await,
+            metric(port_b, "kubefront_operator_writes_total").await,
+        ),
+        writes_before
+    );
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &shared)
+        .get("dup-edge")
+        .await
+        .expect("deployment");
+    assert_eq!(
+        deployment
+            .labels()
+            .get("kubefront.io/distribution-namespace")
+            .map(String::as_str),
+        Some(a.as_str()),
+        "the first Distribution keeps its objects"
+    );
+    // Deleting the loser leaves the winner's objects alone.
+    db.delete("dup", &DeleteParams::default())
+        .await
+        .expect("delete b/dup");
+    wait_for("b/dup gone", Duration::from_secs(120), || {
+        let db = db.clone();
+        async move { db.get_opt("dup").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert_eq!(object_versions(&client, &shared).await, before);
+    da.delete("dup", &DeleteParams::default())
+        .await
+        .expect("delete a/dup");
+    wait_for("a/dup cleaned up", Duration::from_secs(120), || {
+        let (client, shared) = (client.clone(), shared.clone());
+        async move { (!any_edge_object(&client, &shared, "dup-edge").await).then_some(()) }
+    })
+    .await;
+    delete_namespaces(&client, &[&a, &b, &shared]).await;
+}
+
+/// Moving a region to another namespace, then renaming it, removes the old objects; the new
+/// ones are applied, and status records the exact target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moved_and_renamed_regions_leave_nothing_behind() {
+    let Some(path) = kubeconfig_path() else {
+        return;
+    };
+    let (client, _) = connect(&path).await;
+    install_crd(&client).await;
+    let ns = unique_namespace("move");
+    let edge_ns = format!("{ns}-edge");
+    create_namespaces(&client, &[&ns, &edge_ns]).await;
+    let rule = format!("{ns}={edge_ns}");
+    let (_operator, _) =
+        start_operator_with(&path, &ns, &["--allow-target-namespace", &rule]).await;
+    let dists: Api<Distribution> = Api::namespaced(client.clone(), &ns);
+    dists
+        .create(
+            &PostParams::default(),
+            &small_distribution("site", json!([{"name": "one", "replicas": 1}])),
+        )
+        .await
+        .expect("create");
+    wait_region(&dists, "site", "one", "Applied", "True", None).await;
+    assert!(any_edge_object(&client, &ns, "site-one").await);
+
+    let set_regions = |regions: serde_json::Value| {
+        let dists = dists.clone();
+        async move {
+            dists
+                .patch(
+                    "site",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"regions": regions}})),
+                )
+                .await
+                .expect("patch regions")
+        }
+    };
+    set_regions(json!([{"name": "one", "replicas": 1, "namespace": edge_ns}])).await;
+    wait_region(&dists, "site", "one", "Applied", "True", None).await;
+    wait_for("old namespace emptied", Duration::from_secs(120), || {
+        let (client, ns) = (client.clone(), ns.clone());
+        async move { (!any_edge_object(&client, &ns, "site-one").await).then_some(()) }
+    })
+    .await;
+    assert!(any_edge_object(&client, &edge_ns, "site-one").await);
+    let d = dists.get("site").await.expect("get");
+    let target = d
+        .status
+        .as_ref()
+        .and_then(|s| s.regions.iter().find(|r| r.name == "one"))
+        .and_then(|r| r.target.clone())
+        .expect("structural target");
+    assert_eq!(
+        (target.namespace.as_str(), target.name.as_str()),
+        (edge_ns.as_str(), "site-one")
+    );
+    assert!(target.kubeconfig_secret_ref.is_none());
+
+    set_regions(json!([{"name": "two", "replicas": 1, "namespace": edge_ns}])).await;
+    wait_region(&dists, "site", "two", "Applied", "True", None).await;
+    wait_for(
+        "renamed region's old objects gone",
+        Duration::from_secs(120),
+        || {
+            let (client, edge_ns) = (client.clone(), edge_ns.clone());
+            async move { (!any_edge_object(&client, &edge_ns, "site-one").await).then_some(()) }
+        },
+    )
+    .await;
+    assert!(any_edge_object(&client, &edge_ns, "site-two").await);
+    wait_for(
+        "status lists only the renamed region",
+        Duration::from_secs(60),
+        || {
+            let dists = dists.clone();
+            async move {
+                let names: Vec<String> = dists
+                    .get("site")
+                    .await
+                    .ok()?
+                    .status?
+                    .regions
+                    .into_iter()
+                    .map(|r| r.name)
+                    .collect();
+                (names == ["two"]).then_some(())
+            }
+        },
+    )
+    .await;
+    dists
+        .delete("site", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for("cleaned up", Duration::from_secs(120), || {
+        let (client, edge_ns) = (client.clone(), edge_ns.clone());
+        async move { (!any_edge_object(&client, &edge_ns, "site-two").await).then_some(()) }
+    })
+    .await;
+    delete_namespaces(&client, &[&ns, &edge_ns]).await;
+}
+
+/// The forget annotation unblocks prune and deletion of regions whose kubeconfig points at
+/// an API server that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forget_annotation_unblocks_dead_regions() {
+    let Some(path) = kubeconfig_path() else {
+        return;
+    };
+    let (client, _) = connect(&path).await;
+    install_crd(&client).await;
+    let ns = unique_namespace("dead");
+    create_namespaces(&client, &[&ns]).await;
+    // A kubeconfig for a port nobody listens on.
+    let dead_port = free_port();
+    let kc = format!(
+        "apiVersion: v1\nkind: Config\nclusters: [{{name: gone, cluster: {{server: \"https://127.0.0.1:{dead_port}\", insecure-skip-tls-verify: true}}}}]\nusers: [{{name: u, user: {{token: abc}}}}]\ncontexts: [{{name: gone, context: {{cluster: gone, user: u}}}}]\ncurrent-context: gone\n"
+    );
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "gone-kubeconfig"}, "stringData": {"value": kc}}),
+            )
+            .expect("secret"),
+        )
+        .await
+        .expect("kubeconfig secret");
+    let (_operator, _) = start_operator(&path, &ns).await;
+    let dists: Api<Distribution> = Api::namespaced(client.clone(), &ns);
+    let dead = |name: &str| {
+        json!({"name": name, "replicas": 1, "namespace": "edge",
+        "cluster": {"kubeconfigSecretRef": {"name": "gone-kubeconfig"}}})
+    };
+    dists
+        .create(
+            &PostParams::default(),
+            &small_distribution(
+                "site",
+                json!([{"name": "home", "replicas": 1}, dead("dead1"), dead("dead2")]),
+            ),
+        )
+        .await
+        .expect("create");
+    wait_region(
+        &dists,
+        "site",
+        "dead2",
+        "Degraded",
+        "True",
+        Some("Unreachable"),
+    )
+    .await;
+
+    // Prune: dead2 removed from the spec cannot be pruned and stays listed, naming the way out.
+    dists
+        .patch(
+            "site",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"regions": [{"name": "home", "replicas": 1}, dead("dead1")]}}),
+            ),
+        )
+        .await
+        .expect("drop dead2");
+    let message = wait_region(
+        &dists,
+        "site",
+        "dead2",
+        "Degraded",
+        "True",
+        Some("PruneFailed"),
+    )
+    .await;
+    assert!(
+        message.contains("kubefront.io/forget-unreachable-regions=true"),
+        "{message}"
+    );
+    let annotate = |value: serde_json::Value| {
+        let dists = dists.clone();
+        async move {
+            dists
+                .patch(
+                    "site",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"annotations": {"kubefront.io/forget-unreachable-regions": value}}})),
+                )
+                .await
+                .expect("annotate")
+        }
+    };
+    annotate(json!("true")).await;
+    wait_for("dead2 forgotten", Duration::from_secs(120), || {
+        let dists = dists.clone();
+        async move {
+            let st = dists.get("site").await.ok()?.status?;
+            (!st.regions.iter().any(|r| r.name == "dead2")).then_some(())
+        }
+    })
+    .await;
+    annotate(serde_json::Value::Null).await;
+
+    // Deletion: blocked by dead1 (CleanupFailed naming the annotation) until it is set.
+    dists
+        .delete("site", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    wait_for(
+        "CleanupFailed event naming the annotation",
+        Duration::from_secs(120),
+        || {
+            let events = events.clone();
+            async move {
+                let list = events.list(&Default::default()).await.ok()?;
+                list.items
+                    .iter()
+                    .any(|e| {
+                        e.reason.as_deref() == Some("CleanupFailed")
+                            && e.note.as_deref().is_some_and(|n| {
+                                n.contains("kubefront.io/forget-unreachable-regions")
+                            })
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let d = dists.get("site").await.expect("still there while blocked");
+    assert!(d.metadata.deletion_timestamp.is_some());
+    annotate(json!("true")).await;
+    wait_for("Distribution gone", Duration::from_secs(120), || {
+        let dists = dists.clone();
+        async move { dists.get_opt("site").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert!(
+        !any_edge_object(&client, &ns, "site-home").await,
+        "the live region was cleaned"
+    );
+    delete_namespaces(&client, &[&ns]).await;
+}
+
+/// Drift without blind spots: a field removed from the spec (a Service annotation) is removed
+/// from the live object, and a quantity the API server normalizes (`cpu: 0.5` → `500m`)
+/// causes no write over three resyncs (counted by the operator's writes metric).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_follows_the_spec_without_needless_writes() {
+    let Some(path) = kubeconfig_path() else {
+        return;
+    };
+    let (client, _) = connect(&path).await;
+    install_crd(&client).await;
+    let ns = unique_namespace("drift");
+    create_namespaces(&client, &[&ns]).await;
+    let (_operator, port) = start_operator_with(&path, &ns, &["--resync-seconds", "5"]).await;
+    let dists: Api<Distribution> = Api::namespaced(client.clone(), &ns);
+    let region = |annotations: serde_json::Value| {
+        json!([{"name": "home", "replicas": 1,
+                "resources": {"requests": {"cpu": "0.5", "memory": "300Mi"}, "limits": {"memory": "400Mi"}},
+                "service": {"annotations": annotations}}])
+    };
+    dists
+        .create(
+            &PostParams::default(),
+            &small_distribution("site", region(json!({"keep": "1", "drop": "2"}))),
+        )
+        .await
+        .expect("create");
+    wait_region(&dists, "site", "home", "Applied", "True", None).await;
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let annotations = |svcs: Api<Service>| async move {
+        svcs.get("site-home")
+            .await
+            .expect("svc")
+            .metadata
+            .annotations
+            .unwrap_or_default()
+    };
+    let a = annotations(svcs.clone()).await;
+    assert_eq!(a.get("drop").map(String::as_str), Some("2"));
+    let dep = Api::<Deployment>::namespaced(client.clone(), &ns)
+        .get("site-home")
+        .await
+        .expect("dep");
+    let cpu = dep.spec.template.spec.as_ref().and_then(|p| {
+        p.containers[0]
+            .resources
+            .as_ref()?
+            .requests
+            .as_ref()?
+            .get("cpu")
+            .cloned()
+    });
+    assert_eq!(
+        cpu.map(|q| q.0),
+        Some("500m".to_string()),
+        "normalized by the API server"
+    );
+
+    // Three resyncs without a change: no write at all.
+    quiesce_writes(port).await;
+    let writes = metric(port, "kubefront_operator_writes_total").await;
+    let reconciles = metric(port, "kubefront_operator_reconciles_total").await;
+    wait_for("three resyncs", Duration::from_secs(120), || async move {
+        (metric(port, "kubefront_operator_reconciles_total").await >= reconciles + 3.0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        metric(port, "kubefront_operator_writes_total").await,
+        writes,
+        "a normalized quantity caused writes on resync"
+    );
+
+    // A removed annotation is removed from the live object.
+    dists
+        .patch(
+            "site",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"regions": region(json!({"keep": "1"}))}})),
+        )
+        .await
+        .expect("drop annotation");
+    wait_for(
+        "annotation removed from the Service",
+        Duration::from_secs(120),
+        || {
+            let svcs = svcs.clone();
+            async move {
+                let a = annotations(svcs).await;
+                (!a.contains_key("drop") && a.get("keep").map(String::as_str) == Some("1"))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    delete_namespaces(&client, &[&ns]).await;
+}
+
+/// Waits until the writes metric has not moved for 10 s (the first apply and the Deployment
+/// controller's follow-ups have settled).
+async fn quiesce_writes(port: u16) {
+    let start = Instant::now();
+    let mut last = metric(port, "kubefront_operator_writes_total").await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let now = metric(port, "kubefront_operator_writes_total").await;
+        if now == last {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the operator kept writing for two minutes"
+        );
+        last = now;
+    }
+}
+
+/// Deleting a namespace that holds a Distribution and the kubeconfig Secret of its remote
+/// region: the Secret goes at once, the operator still cleans the remote region (with the
+/// client it built before) and the namespace does not stay Terminating.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_namespace_with_its_kubeconfig_secret_finishes_and_cleans_up() {
+    let Some(path) = kubeconfig_path() else {
+        return;
+    };
+    let (client, kc_text) = connect(&path).await;
+    install_crd(&client).await;
+    let ns = unique_namespace("nsdel");
+    let (remote_ns, lease_ns) = (format!("{ns}-remote"), format!("{ns}-lease"));
+    create_namespaces(&client, &[&ns, &remote_ns, &lease_ns]).await;
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "remote-kubeconfig"}, "stringData": {"value": kc_text}}),
+            )
+            .expect("secret"),
+        )
+        .await
+        .expect("kubeconfig secret");
+    let (_operator, _) = start_operator_in(&path, &ns, &lease_ns, &[]).await;
+    let dists: Api<Distribution> = Api::namespaced(client.clone(), &ns);
+    dists
+        .create(
+            &PostParams::default(),
+            &small_distribution(
+                "site",
+                json!([{"name": "home", "replicas": 1},
+                       {"name": "far", "replicas": 1, "namespace": remote_ns,
+                        "cluster": {"kubeconfigSecretRef": {"name": "remote-kubeconfig"}}}]),
+            ),
+        )
+        .await
+        .expect("create");
+    wait_region(&dists, "site", "far", "Applied", "True", None).await;
+    assert!(any_edge_object(&client, &remote_ns, "site-far").await);
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+    wait_for("namespace gone", Duration::from_secs(180), || {
+        let (nss, ns) = (nss.clone(), ns.clone());
+        async move { nss.get_opt(&ns).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert!(
+        !any_edge_object(&client, &remote_ns, "site-far").await,
+        "the remote region was cleaned up"
+    );
+    delete_namespaces(&client, &[&remote_ns, &lease_ns]).await;
 }

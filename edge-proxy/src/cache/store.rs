@@ -48,7 +48,6 @@ impl Store {
             .max_capacity(capacity)
             .weigher(|k: &String, v: &Arc<Entry>| v.weight(k))
             .expire_after(EntryExpiry)
-            .support_invalidation_closures()
             .build();
         Store { cache, capacity }
     }
@@ -65,19 +64,32 @@ impl Store {
         self.cache.insert(key, entry).await;
     }
 
-    /// Drops every entry whose path matches; exact keys go immediately, variants lazily (moka
-    /// checks registered predicates on every read, so nothing stale is ever served).
+    pub async fn remove(&self, key: &str) {
+        self.cache.invalidate(key).await;
+    }
+
+    /// Drops every entry whose path matches, now: one walk over the keys per invalidation
+    /// instead of a predicate moka would run on every read. Entries a fetch inserts while the
+    /// walk runs are caught by the fetch's own epoch check (`server::fetch`).
     pub async fn invalidate(&self, matcher: &PathMatcher) {
         if let PathMatcher::Exact(path) = matcher {
             self.cache.invalidate(path.as_str()).await;
         }
-        let m = matcher.clone();
-        if let Err(e) = self
+        let doomed: Vec<Arc<String>> = self
             .cache
-            .invalidate_entries_if(move |k, _| m.matches_key(k))
-        {
-            tracing::error!(error = %e, "invalidation predicate rejected; flushing the whole cache");
-            self.cache.invalidate_all();
+            .iter()
+            .filter(|(k, _)| matcher.matches_key(k))
+            .map(|(k, _)| k)
+            .collect();
+        for k in doomed {
+            self.cache.invalidate(k.as_str()).await;
+        }
+    }
+
+    /// Copies every live entry of `other` into this store (a resize on reload keeps the cache).
+    pub async fn absorb(&self, other: &Store) {
+        for (k, v) in other.cache.iter() {
+            self.cache.insert(k.as_ref().clone(), v).await;
         }
     }
 

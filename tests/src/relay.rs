@@ -61,6 +61,8 @@ struct Stats {
 struct Shared {
     upstream: SocketAddr,
     mode: Mutex<Mode>,
+    /// Milliseconds to hold every chunk the origin sends before passing it on.
+    delay_ms: AtomicU64,
     stats: Stats,
     connection_tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -85,6 +87,7 @@ impl CountingRelay {
         let shared = Arc::new(Shared {
             upstream,
             mode: Mutex::new(Mode::Forward),
+            delay_ms: AtomicU64::new(0),
             stats: Stats::default(),
             connection_tasks: Mutex::new(Vec::new()),
         });
@@ -103,6 +106,14 @@ impl CountingRelay {
     /// `http://127.0.0.1:PORT`, the origin endpoint to give the edge.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// A slow origin: every chunk the origin sends is held this long before it is passed on
+    /// (so a fetch stays in flight for at least that long). Zero turns it off.
+    pub fn set_response_delay(&self, delay: std::time::Duration) {
+        self.shared
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Every request seen so far, in arrival order.
@@ -283,6 +294,10 @@ async fn relay_connection(client: TcpStream, shared: Arc<Shared>) {
                 .stats
                 .bytes_from_origin
                 .fetch_add(n as u64, Ordering::SeqCst);
+            let delay = shared.delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
             if client_tx.write_all(&buf[..n]).await.is_err() {
                 break;
             }

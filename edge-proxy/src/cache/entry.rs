@@ -32,7 +32,8 @@ pub struct Entry {
     pub ttl: Duration,
     pub stale_if_error: Duration,
     pub stale_while_revalidate: Duration,
-    /// Never served stale: a stale entry that cannot be validated gets 504.
+    /// Never served stale: a stale entry that cannot be validated gets 504 (`stale_if_error`
+    /// is then only how long it is kept for revalidation).
     pub must_revalidate: bool,
 }
 

@@ -284,7 +284,13 @@ where
                 Verdict::Failure(code) => Err(OriginError::Status {
                     status,
                     code,
-                    message: aws_sdk_s3::error::DisplayErrorContext(se.err()).to_string(),
+                    message: se
+                        .err()
+                        .message()
+                        .unwrap_or("no message")
+                        .chars()
+                        .take(200)
+                        .collect(),
                 }),
             }
         }

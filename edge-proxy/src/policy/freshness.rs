@@ -131,7 +131,8 @@ pub fn decide(policy: &TtlPolicy, origin: &OriginFreshness, now: SystemTime) -> 
     Decision::Store { ttl }
 }
 
-/// How long past expiry a stored response may be served, and whether it may be at all.
+/// How long past expiry a stored response may be served, and whether it may be at all. Under
+/// `must_revalidate`, `stale_if_error` is only how long the entry is kept for revalidation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StaleRules {
     pub stale_if_error: Duration,
@@ -152,9 +153,12 @@ pub fn stale_rules(
 ) -> StaleRules {
     let cc = cc.copied().unwrap_or_default();
     if cc.forbids_stale() {
+        // Kept as long as any stale copy would be (so it can still be revalidated with a 304,
+        // and an origin failure answers 504), but never served stale.
         return StaleRules {
+            stale_if_error: configured_if_error,
+            stale_while_revalidate: Duration::ZERO,
             must_revalidate: true,
-            ..StaleRules::default()
         };
     }
     let pick = |origin: Option<u64>, configured: Duration| {
@@ -175,8 +179,11 @@ pub fn corrected_initial_age(
     request_time: SystemTime,
     response_time: SystemTime,
 ) -> Duration {
+    // `Date` has one-second resolution: an apparent age of up to a second is its rounding,
+    // not time the response spent elsewhere (else max-age=1 would be born stale).
     let apparent = date
         .and_then(|d| response_time.duration_since(d).ok())
+        .filter(|a| *a > Duration::from_secs(1))
         .unwrap_or(Duration::ZERO);
     let delay = response_time
         .duration_since(request_time)
@@ -410,7 +417,7 @@ mod tests {
             assert!(c.forbids_stale(), "{directive}");
             let r = stale_rules(Some(&c), h, h, 10 * h);
             assert!(r.must_revalidate, "{directive}");
-            assert_eq!(r.stale_if_error, Duration::ZERO);
+            assert_eq!(r.stale_if_error, h, "kept for revalidation");
             assert_eq!(r.stale_while_revalidate, Duration::ZERO);
         }
         let c = CacheControl::parse("max-age=1, stale-if-error=60, must-revalidate");
@@ -448,6 +455,11 @@ mod tests {
         assert_eq!(
             corrected_initial_age(Some(1), Some(t0 - s(50)), t0, t0 + s(1)),
             s(51)
+        );
+        // Date's rounding is not age.
+        assert_eq!(
+            corrected_initial_age(None, Some(t0 - Duration::from_millis(900)), t0, t0),
+            s(0)
         );
         // A Date in the future is not a negative age.
         assert_eq!(corrected_initial_age(None, Some(t0 + s(50)), t0, t0), s(0));

@@ -265,3 +265,144 @@ pub fn cached_error(generation: &Generation, key: &str) -> Option<OriginError> {
         .filter(|c| c.until > Instant::now())
         .map(|c| c.error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EdgeConfig;
+    use crate::origin::{ObjectMeta, OriginClient, OriginRequest, OriginResponse, OriginStatus};
+    use crate::server::Settings;
+    use bytes::Bytes;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    /// An origin that reads the object when asked, then holds its answer until released.
+    struct GatedOrigin {
+        body: Mutex<Bytes>,
+        calls: AtomicUsize,
+        gate: tokio::sync::Semaphore,
+    }
+
+    impl OriginClient for GatedOrigin {
+        fn fetch(&self, _req: OriginRequest) -> BoxFuture<'_, Result<OriginResponse, OriginError>> {
+            let body = self.body.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let _permit = self.gate.acquire().await;
+                let chunk: Result<Bytes, OriginError> = Ok(body.clone());
+                Ok(OriginResponse {
+                    status: OriginStatus::Ok,
+                    meta: ObjectMeta {
+                        content_length: Some(body.len() as u64),
+                        cache_control: Some(http::HeaderValue::from_static("max-age=600")),
+                        ..ObjectMeta::default()
+                    },
+                    body: Some(Box::pin(futures::stream::iter([chunk]))),
+                })
+            }
+            .boxed()
+        }
+
+        fn probe(&self) -> BoxFuture<'_, Result<(), OriginError>> {
+            async { Ok(()) }.boxed()
+        }
+    }
+
+    fn edge(origin: Arc<GatedOrigin>, header_wait: Duration) -> Arc<Edge> {
+        let mut settings = Settings::new(EdgeConfig::for_bucket("bkt"));
+        settings.header_wait = header_wait;
+        let generation = Generation::new(settings, origin, crate::cache::Store::new(1 << 20));
+        Arc::new(Edge::new(generation, None, false))
+    }
+
+    fn origin(body: &'static str) -> Arc<GatedOrigin> {
+        Arc::new(GatedOrigin {
+            body: Mutex::new(Bytes::from_static(body.as_bytes())),
+            calls: AtomicUsize::new(0),
+            gate: tokio::sync::Semaphore::new(0),
+        })
+    }
+
+    async fn wait_calls(o: &GatedOrigin, n: usize) {
+        while o.calls.load(Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn body_of(r: &Collapsed) -> Option<Bytes> {
+        match r {
+            Collapsed::Done(Ok(f)) => match &**f {
+                Fetched::Entry { entry, .. } => Some(entry.body.clone()),
+                Fetched::Stream(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_during_a_fetch_is_never_undone() {
+        for release_old_first in [true, false] {
+            let o = origin("old");
+            let e = edge(o.clone(), Duration::from_secs(5));
+            let g = e.current.load_full();
+            let first = tokio::spawn({
+                let (e, g) = (e.clone(), g.clone());
+                async move { fetch_collapsed(&e, &g, "/x", None).await }
+            });
+            wait_calls(&o, 1).await;
+            // The object changes and is invalidated while the fetch holds the old one.
+            *o.body.lock().unwrap_or_else(|p| p.into_inner()) = Bytes::from_static(b"new");
+            e.invalidation_epoch.fetch_add(1, Ordering::SeqCst);
+            g.store
+                .invalidate(&crate::cache::key::PathMatcher::parse("/x").expect("p"))
+                .await;
+            let second = tokio::spawn({
+                let (e, g) = (e.clone(), g.clone());
+                async move { fetch_collapsed(&e, &g, "/x", None).await }
+            });
+            wait_calls(&o, 2).await;
+            if release_old_first {
+                o.gate.add_permits(1);
+                let (r, _) = first.await.expect("first");
+                assert_eq!(body_of(&r).as_deref(), Some(&b"old"[..]));
+                o.gate.add_permits(1);
+            } else {
+                o.gate.add_permits(1);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                o.gate.add_permits(1);
+                first.await.expect("first");
+            }
+            let (r, joined) = second.await.expect("second");
+            assert!(
+                !joined,
+                "must not join the fetch from before the invalidation"
+            );
+            assert_eq!(body_of(&r).as_deref(), Some(&b"new"[..]));
+            let stored = g.store.get("/x").await.expect("stored");
+            assert_eq!(&stored.body[..], b"new", "old first: {release_old_first}");
+            assert!(e.inflight.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn waiters_give_up_on_a_slow_origin_and_the_leader_still_stores() {
+        let o = origin("body");
+        let e = edge(o.clone(), Duration::from_millis(100));
+        let g = e.current.load_full();
+        let leader = tokio::spawn({
+            let (e, g) = (e.clone(), g.clone());
+            async move { fetch_collapsed(&e, &g, "/slow", None).await }
+        });
+        wait_calls(&o, 1).await;
+        let started = std::time::Instant::now();
+        let (r, joined) = fetch_collapsed(&e, &g, "/slow", None).await;
+        assert!(joined);
+        assert!(matches!(r, Collapsed::GaveUp));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        o.gate.add_permits(1);
+        let (r, joined) = leader.await.expect("leader");
+        assert!(!joined);
+        assert_eq!(body_of(&r).as_deref(), Some(&b"body"[..]));
+        assert!(g.store.get("/slow").await.is_some());
+    }
+}

@@ -405,4 +405,70 @@ mod tests {
         assert_eq!(body_of(&r).as_deref(), Some(&b"body"[..]));
         assert!(g.store.get("/slow").await.is_some());
     }
+
+    /// An origin answering from a script, one answer per call.
+    struct ScriptedOrigin {
+        answers: Mutex<Vec<(OriginStatus, &'static str, &'static str)>>,
+    }
+
+    impl OriginClient for ScriptedOrigin {
+        fn fetch(&self, _req: OriginRequest) -> BoxFuture<'_, Result<OriginResponse, OriginError>> {
+            let next = self
+                .answers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(0);
+            async move {
+                let (status, cc, body) = next;
+                let chunk: Result<Bytes, OriginError> = Ok(Bytes::from_static(body.as_bytes()));
+                Ok(OriginResponse {
+                    status,
+                    meta: ObjectMeta {
+                        content_length: Some(body.len() as u64),
+                        etag: Some(http::HeaderValue::from_static("\"e1\"")),
+                        cache_control: Some(http::HeaderValue::from_static(cc)),
+                        ..ObjectMeta::default()
+                    },
+                    body: (status == OriginStatus::Ok)
+                        .then(|| Box::pin(futures::stream::iter([chunk])) as _),
+                })
+            }
+            .boxed()
+        }
+
+        fn probe(&self) -> BoxFuture<'_, Result<(), OriginError>> {
+            async { Ok(()) }.boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_304_that_says_no_store_drops_the_entry() {
+        let o = Arc::new(ScriptedOrigin {
+            answers: Mutex::new(vec![
+                (OriginStatus::Ok, "max-age=0", "body"),
+                (OriginStatus::NotModified, "max-age=60", ""),
+                (OriginStatus::NotModified, "no-store", ""),
+            ]),
+        });
+        let settings = Settings::new(EdgeConfig::for_bucket("bkt"));
+        let generation = Generation::new(settings, o, crate::cache::Store::new(1 << 20));
+        let e = Arc::new(Edge::new(generation, None, false));
+        let g = e.current.load_full();
+        let (r, _) = fetch_collapsed(&e, &g, "/o", None).await;
+        assert_eq!(body_of(&r).as_deref(), Some(&b"body"[..]));
+        let stale = g.store.get("/o").await.expect("stored, stale at once");
+        let (r, _) = fetch_collapsed(&e, &g, "/o", Some(stale)).await;
+        assert!(
+            matches!(&r, Collapsed::Done(Ok(f)) if matches!(&**f, Fetched::Entry { kind: FetchKind::Refreshed, .. }))
+        );
+        let refreshed = g.store.get("/o").await.expect("refreshed");
+        assert!(refreshed.is_fresh(Instant::now()));
+        // The next 304 forbids storing: served once from the old body, then gone.
+        let (r, _) = fetch_collapsed(&e, &g, "/o", Some(refreshed)).await;
+        assert_eq!(body_of(&r).as_deref(), Some(&b"body"[..]));
+        assert!(
+            matches!(&r, Collapsed::Done(Ok(f)) if matches!(&**f, Fetched::Entry { kind: FetchKind::RefreshedDropped, .. }))
+        );
+        assert!(g.store.get("/o").await.is_none(), "dropped");
+    }
 }

@@ -63,6 +63,8 @@ struct Shared {
     mode: Mutex<Mode>,
     /// Milliseconds to hold every chunk the origin sends before passing it on.
     delay_ms: AtomicU64,
+    /// Cut each connection once it has passed this many origin bytes on (0: never).
+    cut_after: AtomicU64,
     stats: Stats,
     connection_tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -88,6 +90,7 @@ impl CountingRelay {
             upstream,
             mode: Mutex::new(Mode::Forward),
             delay_ms: AtomicU64::new(0),
+            cut_after: AtomicU64::new(0),
             stats: Stats::default(),
             connection_tasks: Mutex::new(Vec::new()),
         });
@@ -114,6 +117,12 @@ impl CountingRelay {
         self.shared
             .delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// A truncating origin: every connection is cut after passing `bytes` origin bytes on
+    /// (headers included). Zero turns it off.
+    pub fn cut_responses_after(&self, bytes: u64) {
+        self.shared.cut_after.store(bytes, Ordering::SeqCst);
     }
 
     /// Every request seen so far, in arrival order.
@@ -285,11 +294,18 @@ async fn relay_connection(client: TcpStream, shared: Arc<Shared>) {
     };
     let down = async move {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut passed = 0u64;
         loop {
-            let n = match server_rx.read(&mut buf).await {
+            let mut n = match server_rx.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            let cut = shared.cut_after.load(Ordering::SeqCst);
+            let cutting = cut > 0 && passed + n as u64 >= cut;
+            if cutting {
+                n = (cut - passed.min(cut)) as usize;
+            }
+            passed += n as u64;
             shared
                 .stats
                 .bytes_from_origin
@@ -298,7 +314,7 @@ async fn relay_connection(client: TcpStream, shared: Arc<Shared>) {
             if delay > 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
             }
-            if client_tx.write_all(&buf[..n]).await.is_err() {
+            if client_tx.write_all(&buf[..n]).await.is_err() || cutting {
                 break;
             }
         }

@@ -420,3 +420,93 @@ async fn reload_with_new_timeouts_or_cache_size_keeps_the_cache() {
     assert_eq!(r.x_cache(), "Hit", "{}", r.cache_status());
     assert_eq!(s.origin_gets("/k.txt"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_origin_body_is_never_cached_and_every_waiter_fails_fast() {
+    let Some(s) = Scenario::start("truncated", |c| {
+        c.cache.error_caching_min_ttl = Dur::ZERO;
+        c.origin.max_attempts = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let size = 2 * 1024 * 1024;
+    let body = pseudo_random_bytes(size, 3);
+    let want = sha256_hex(&body);
+    s.bucket
+        .put("/cut.bin", body, ObjectMeta::cache_control("max-age=3600"))
+        .await
+        .unwrap();
+    s.relay.cut_responses_after(512 * 1024);
+    let s = Arc::new(s);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move { s.get("/cut.bin").await }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_ne!(r.status, 200, "a short body must never be served as whole");
+        assert_eq!(r.status, 502, "{} {}", r.cache_status(), r.text());
+    }
+    let took = started.elapsed();
+    eprintln!("truncated: 10 viewers failed in {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "waiters fail fast: {took:?}"
+    );
+    s.relay.cut_responses_after(0);
+    let r = s.get("/cut.bin").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.x_cache(),
+        "Miss",
+        "nothing was cached from the short body"
+    );
+    assert_eq!(sha256_hex(&r.body), want);
+    assert_eq!(s.get("/cut.bin").await.x_cache(), "Hit");
+}
+
+#[tokio::test]
+async fn a_failing_credential_provider_is_an_origin_failure_not_a_fact() {
+    let opts = StartOptions {
+        credentials: Some(kubefront_tests::Credentials {
+            access_key: String::new(),
+            secret_key: String::new(),
+        }),
+        skip_ready: true,
+        ..Default::default()
+    };
+    let Some(s) = Scenario::start_with("no-credentials", |c| c.origin.max_attempts = 1, opts).await
+    else {
+        return;
+    };
+    let r = s.get("/any.txt").await;
+    assert_eq!(r.status, 502, "{} {}", r.cache_status(), r.text());
+    let m = s.edge.metrics().await.unwrap();
+    eprintln!(
+        "no-credentials: {}",
+        m.text
+            .lines()
+            .filter(|l| l.contains("origin_error_codes"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    assert!(
+        m.sum(
+            "kubefront_edge_origin_error_codes_total",
+            &[("code", "CredentialsProviderError")]
+        ) >= 1.0,
+        "{}",
+        m.text
+    );
+    let ready = s
+        .http
+        .get(s.edge.admin_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503, "never reached the origin");
+}

@@ -155,24 +155,20 @@ async fn invalidate(State(edge): State<Arc<Edge>>, headers: HeaderMap, body: Byt
     edge.invalidation_epoch.fetch_add(1, Ordering::SeqCst);
     let generation = edge.current.load_full();
     let root = generation.settings.default_root.clone();
-    for m in &matchers {
-        generation.store.invalidate(m).await;
-        // `/` is served from the default root object; invalidating one covers the other.
-        if let (PathMatcher::Exact(p), Some(root)) = (m, &root) {
-            if p == "/" {
-                generation
-                    .store
-                    .invalidate(&PathMatcher::Exact(root.clone()))
-                    .await;
-            }
+    let applied = matchers.len();
+    // `/` is served from the default root object; invalidating one covers the other.
+    if let Some(root) = &root {
+        if matchers
+            .iter()
+            .any(|m| matches!(m, PathMatcher::Exact(p) if p == "/"))
+        {
+            matchers.push(PathMatcher::Exact(root.clone()));
         }
     }
-    edge.metrics.invalidations.inc_by(matchers.len() as u64);
+    generation.store.invalidate_matching(&matchers).await;
+    edge.metrics.invalidations.inc_by(applied as u64);
     tracing::info!(paths = ?req.paths, "invalidated");
-    json(
-        StatusCode::OK,
-        format!(r#"{{"invalidated":{}}}"#, matchers.len()),
-    )
+    json(StatusCode::OK, format!(r#"{{"invalidated":{applied}}}"#))
 }
 
 fn json(status: StatusCode, body: String) -> Response {

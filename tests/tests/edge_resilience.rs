@@ -184,6 +184,40 @@ async fn must_revalidate_and_s_maxage_give_504_while_plain_stale_gives_200() {
     assert_eq!(no_sie.status, 502, "{}", no_sie.cache_status());
 }
 
+#[tokio::test]
+async fn the_origins_stale_while_revalidate_is_honoured_without_config() {
+    let Some(s) = Scenario::start("origin-swr", |c| {
+        c.cache.stale_while_revalidate = Dur::ZERO;
+    })
+    .await
+    else {
+        return;
+    };
+    s.bucket
+        .put(
+            "/swr.txt",
+            "served stale while refreshing",
+            ObjectMeta::cache_control("max-age=0, stale-while-revalidate=3600"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.get("/swr.txt").await.x_cache(), "Miss");
+    let r = s.get("/swr.txt").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.x_cache(), "Hit", "{}", r.cache_status());
+    assert!(
+        r.cache_status().contains("stale-while-revalidate"),
+        "{}",
+        r.cache_status()
+    );
+    // The refresh ran in the background: a second origin request (conditional).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.origin_gets("/swr.txt") < 2 {
+        assert!(Instant::now() < deadline, "no background refresh");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalidation_racing_an_in_flight_fetch_never_leaves_the_old_body() {
     let opts = StartOptions {

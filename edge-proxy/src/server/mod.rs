@@ -331,3 +331,32 @@ pub async fn serve_viewer(
         tracing::warn!("shutdown grace elapsed with connections still open");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Dur;
+
+    #[test]
+    fn error_caching_ttl_per_status() {
+        let mut cfg = EdgeConfig::for_bucket("bkt");
+        cfg.custom_error_responses.push(CustomErrorResponse {
+            error_code: 504,
+            response_page_path: None,
+            response_code: None,
+            ttl: Some(Dur::secs(1)),
+        });
+        let s = Settings::new(cfg.clone());
+        assert_eq!(
+            s.error_ttl_for(502),
+            Duration::from_secs(10),
+            "CloudFront's default"
+        );
+        assert_eq!(s.error_ttl_for(504), Duration::from_secs(1));
+        cfg.cache.error_caching_min_ttl = Dur::ZERO;
+        assert!(Settings::new(cfg).error_ttl_for(502).is_zero());
+        // The collapsed-waiter bound is about the first-byte timeout, not the whole fetch.
+        assert!(s.header_wait < s.collapse_wait);
+        assert!(s.header_wait <= Duration::from_secs(14));
+    }
+}

@@ -45,6 +45,9 @@ enum Mode {
     Forward,
     /// Accept, read and discard, never answer: an origin that hangs.
     Hang,
+    /// Answer every request with S3's `503 SlowDown`, without asking the origin: an origin
+    /// that throttles. Requests are still recorded.
+    Throttle,
 }
 
 #[derive(Debug, Default)]
@@ -182,6 +185,13 @@ impl CountingRelay {
         self.ensure_listening().await
     }
 
+    /// Origin throttling: every request gets `503 SlowDown` (recorded, never forwarded).
+    pub async fn throttle(&self) -> Result<()> {
+        *lock(&self.shared.mode) = Mode::Throttle;
+        self.cut_connections();
+        self.ensure_listening().await
+    }
+
     /// Back to forwarding (after `stop` or `hang`), on the same port.
     pub async fn resume(&self) -> Result<()> {
         *lock(&self.shared.mode) = Mode::Forward;
@@ -239,6 +249,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let task = match mode {
             Mode::Forward => tokio::spawn(relay_connection(client, shared.clone())),
             Mode::Hang => tokio::spawn(swallow(client)),
+            Mode::Throttle => tokio::spawn(slow_down(client, shared.clone())),
         };
         let mut tasks = lock(&shared.connection_tasks);
         tasks.retain(|t| !t.is_finished());
@@ -252,6 +263,30 @@ async fn swallow(mut client: TcpStream) {
         if n == 0 {
             // Keep the half-closed socket open so the peer sees no answer at all.
             std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Answers each request on the connection with S3's 503 SlowDown (keep-alive).
+async fn slow_down(mut client: TcpStream, shared: Arc<Shared>) {
+    const BODY: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
+<Message>Please reduce your request rate.</Message><RequestId>kf</RequestId></Error>";
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\n\
+Content-Length: {}\r\nRetry-After: 1\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let mut parser = RequestParser::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = client.read(&mut buf).await {
+        if n == 0 {
+            return;
+        }
+        for req in parser.feed(&buf[..n]) {
+            lock(&shared.stats.requests).push(req);
+            if client.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
         }
     }
 }

@@ -544,3 +544,60 @@ async fn a_failing_credential_provider_is_an_origin_failure_not_a_fact() {
         .unwrap();
     assert_eq!(ready.status().as_u16(), 503, "never reached the origin");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_origin_gets_retries_only_within_the_budget_and_stale_objects_serve() {
+    let Some(s) = Scenario::start("throttled", |c| {
+        c.origin.max_attempts = 3;
+        c.cache.stale_if_error = Dur::secs(3600);
+    })
+    .await
+    else {
+        return;
+    };
+    s.bucket
+        .put(
+            "/cached.txt",
+            "still here",
+            ObjectMeta::cache_control("max-age=0"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.get("/cached.txt").await.status, 200);
+    s.relay.throttle().await.unwrap();
+    let stale = s.get("/cached.txt").await;
+    assert_eq!(
+        (stale.status, stale.text().as_str()),
+        (200, "still here"),
+        "{}",
+        stale.cache_status()
+    );
+    assert!(
+        stale.cache_status().contains("fwd-status=503"),
+        "{}",
+        stale.cache_status()
+    );
+    // 60 cold keys, each failing with SlowDown; 3 attempts each would be 180 origin requests.
+    let before = s.relay.requests().len();
+    let cold = 60;
+    for i in 0..cold {
+        let r = s.get(&format!("/cold-{i}.txt")).await;
+        assert_eq!(r.status, 502, "{}", r.cache_status());
+    }
+    let sent = s.relay.requests().len() - before;
+    eprintln!("throttled: {cold} cold requests made {sent} origin requests (max_attempts 3)");
+    // 10 banked retries + 10 % of the requests, never 3x.
+    assert!(
+        sent <= cold + 10 + cold / 10 + 2,
+        "{sent} origin requests for {cold}"
+    );
+    let m = s.edge.metrics().await.unwrap();
+    assert!(
+        m.sum(
+            "kubefront_edge_origin_error_codes_total",
+            &[("code", "SlowDown")]
+        ) >= cold as f64,
+        "{}",
+        m.text
+    );
+}

@@ -21,7 +21,12 @@ async fn a_revoked_edge_key_serves_stale_objects_and_never_caches_the_403() {
         return;
     };
     let Some(creds) = server.create_user("revoked").expect("mc admin user add") else {
-        eprintln!("SKIPPED revoked-key: needs MinIO with mc for user management");
+        let reason = "needs MinIO with mc for user management";
+        assert!(
+            !kubefront_tests::e2e_required(),
+            "revoked-key: {reason}; CI / KUBEFRONT_REQUIRE_E2E forbid skipping"
+        );
+        eprintln!("SKIPPED revoked-key: {reason}");
         return;
     };
     let opts = StartOptions {

@@ -77,11 +77,11 @@ fn edge() -> Arc<Edge> {
     };
     cfg.validate().expect("bench config");
     let store = Store::new(cfg.cache.memory.0);
-    let generation = Generation {
-        settings: Settings::new(cfg),
-        origin: Arc::new(StaticOrigin(Bytes::from(vec![7u8; 1024]))),
+    let generation = Generation::new(
+        Settings::new(cfg),
+        Arc::new(StaticOrigin(Bytes::from(vec![7u8; 1024]))),
         store,
-    };
+    );
     Arc::new(Edge::new(generation, None, false))
 }
 

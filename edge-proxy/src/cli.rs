@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// Whole origin fetch including the body, per attempt.
     #[arg(long, env = "KUBEFRONT_ORIGIN_TOTAL_TIMEOUT")]
     pub origin_total_timeout: Option<Dur>,
+    /// Longest wait for the next origin body chunk (streams through the edge use this, never
+    /// the total timeout) [default: the first-byte timeout].
+    #[arg(long, env = "KUBEFRONT_ORIGIN_IDLE_TIMEOUT")]
+    pub origin_idle_timeout: Option<Dur>,
     /// Attempts per idempotent origin fetch, including the first.
     #[arg(long, env = "KUBEFRONT_ORIGIN_MAX_ATTEMPTS")]
     pub origin_max_attempts: Option<u32>,
@@ -85,6 +89,9 @@ pub struct RunArgs {
     /// How long origin 403/404 answers are cached.
     #[arg(long, env = "KUBEFRONT_NEGATIVE_TTL")]
     pub negative_ttl: Option<Dur>,
+    /// How long an origin failure is remembered for a key with no stale copy (0 disables).
+    #[arg(long, env = "KUBEFRONT_ERROR_CACHING_MIN_TTL")]
+    pub error_caching_min_ttl: Option<Dur>,
     /// Object served for `/`, e.g. index.html.
     #[arg(long, env = "KUBEFRONT_DEFAULT_ROOT_OBJECT")]
     pub default_root_object: Option<String>,
@@ -130,6 +137,9 @@ impl RunArgs {
             &self.origin_first_byte_timeout,
         );
         set(&mut cfg.origin.timeouts.total, &self.origin_total_timeout);
+        if self.origin_idle_timeout.is_some() {
+            cfg.origin.timeouts.idle = self.origin_idle_timeout;
+        }
         set(&mut cfg.origin.max_attempts, &self.origin_max_attempts);
         set(&mut cfg.cache.memory, &self.cache_memory);
         set(&mut cfg.cache.max_object_size, &self.max_object_size);
@@ -142,6 +152,10 @@ impl RunArgs {
             &self.stale_while_revalidate,
         );
         set(&mut cfg.cache.negative_ttl, &self.negative_ttl);
+        set(
+            &mut cfg.cache.error_caching_min_ttl,
+            &self.error_caching_min_ttl,
+        );
         if self.default_root_object.is_some() {
             cfg.default_root_object
                 .clone_from(&self.default_root_object);
@@ -192,6 +206,10 @@ mod tests {
             "5m",
             "--listen",
             "127.0.0.1:0",
+            "--origin-idle-timeout",
+            "7s",
+            "--error-caching-min-ttl",
+            "0s",
         ]);
         let cfg = cli
             .run
@@ -205,6 +223,11 @@ mod tests {
         assert_eq!(cfg.cache.memory, ByteSize(64 << 20));
         assert_eq!(cfg.cache.default_ttl, Dur::secs(300));
         assert_eq!(cfg.server.listen, "127.0.0.1:0");
+        assert_eq!(
+            cfg.origin.timeouts.idle(),
+            std::time::Duration::from_secs(7)
+        );
+        assert!(cfg.cache.error_caching_min_ttl.is_zero());
     }
 
     #[test]

@@ -126,9 +126,20 @@ pub struct OriginTimeouts {
     /// Until response headers arrive.
     #[serde(default = "default_first_byte_timeout")]
     pub first_byte: Dur,
-    /// Whole fetch including the body, per attempt.
+    /// Whole fetch of an object being filled into the cache. Streams through the edge
+    /// (objects over `maxObjectSize`) are bounded by `idle` instead, never by this.
     #[serde(default = "default_total_timeout")]
     pub total: Dur,
+    /// Longest wait for the next body chunk once the origin answered; `firstByte` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<Dur>,
+}
+
+impl OriginTimeouts {
+    /// The per-chunk body timeout.
+    pub fn idle(&self) -> Duration {
+        self.idle.unwrap_or(self.first_byte).as_duration()
+    }
 }
 
 fn default_connect_timeout() -> Dur {
@@ -147,6 +158,7 @@ impl Default for OriginTimeouts {
             connect: default_connect_timeout(),
             first_byte: default_first_byte_timeout(),
             total: default_total_timeout(),
+            idle: None,
         }
     }
 }
@@ -176,6 +188,16 @@ pub struct CacheConfig {
     /// TTL for cached 403/404 answers from the origin.
     #[serde(default = "default_negative_ttl", rename = "negativeTTL")]
     pub negative_ttl: Dur,
+    /// How long an origin failure (5xx, timeout, bad credentials…) is remembered for a key
+    /// with no stale copy to serve, so a struggling origin is not hammered (CloudFront's
+    /// error-caching minimum TTL). A `customErrorResponses` entry's `ttl` overrides it for
+    /// its status code. Never replaces a cached object. 0 disables.
+    #[serde(
+        default = "default_error_caching_min_ttl",
+        rename = "errorCachingMinTTL",
+        skip_serializing_if = "is_default_error_caching_min_ttl"
+    )]
+    pub error_caching_min_ttl: Dur,
     #[serde(default)]
     pub key: CacheKeyConfig,
 }
@@ -198,6 +220,12 @@ fn default_stale_if_error() -> Dur {
 fn default_negative_ttl() -> Dur {
     Dur::secs(10)
 }
+fn default_error_caching_min_ttl() -> Dur {
+    Dur::secs(10)
+}
+fn is_default_error_caching_min_ttl(d: &Dur) -> bool {
+    *d == default_error_caching_min_ttl()
+}
 
 impl Default for CacheConfig {
     fn default() -> Self {
@@ -210,6 +238,7 @@ impl Default for CacheConfig {
             stale_if_error: default_stale_if_error(),
             stale_while_revalidate: Dur::ZERO,
             negative_ttl: default_negative_ttl(),
+            error_caching_min_ttl: default_error_caching_min_ttl(),
             key: CacheKeyConfig::default(),
         }
     }
@@ -451,6 +480,10 @@ impl OriginConfig {
             ("connect", self.timeouts.connect),
             ("firstByte", self.timeouts.first_byte),
             ("total", self.timeouts.total),
+            (
+                "idle",
+                self.timeouts.idle.unwrap_or(self.timeouts.first_byte),
+            ),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::new(

@@ -116,11 +116,7 @@ async fn run(cfg: EdgeConfig, args: RunArgs, file_text: Option<String>) -> anyho
     let store = Store::new(cfg.cache.memory.0);
     let bucket = cfg.origin.s3.bucket.clone();
     let edge = Arc::new(Edge::new(
-        Generation {
-            settings: Settings::new(cfg),
-            origin,
-            store,
-        },
+        Generation::new(Settings::new(cfg), origin, store),
         args.admin_token.clone(),
         args.access_log,
     ));

@@ -52,6 +52,8 @@ pub struct S3Server {
     fixed_bucket: Option<String>,
     garage_config: Option<PathBuf>,
     garage_bin: Option<PathBuf>,
+    /// `mc` and its config dir, for MinIO user management (`create_user`, `remove_user`).
+    mc: Option<(PathBuf, PathBuf)>,
     _process: Option<Mutex<ChildGuard>>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -187,6 +189,7 @@ impl S3Server {
             fixed_bucket: Some(bucket),
             garage_config: None,
             garage_bin: None,
+            mc: None,
             _process: None,
             _dir: None,
         })
@@ -233,6 +236,8 @@ impl S3Server {
                         fixed_bucket: None,
                         garage_config: None,
                         garage_bin: None,
+                        mc: find_binary("KUBEFRONT_MC_BIN", "mc")
+                            .map(|bin| (bin, dir.path().join("mc"))),
                         _process: Some(Mutex::new(child)),
                         _dir: Some(dir),
                     });
@@ -320,9 +325,67 @@ impl S3Server {
             fixed_bucket: None,
             garage_config: Some(config),
             garage_bin: Some(bin),
+            mc: None,
             _process: Some(Mutex::new(child)),
             _dir: Some(dir),
         })
+    }
+
+    /// Runs `mc ARGS` against this MinIO as its root user; `Ok(None)` when this origin is not
+    /// a MinIO with `mc` available (tests that need user management skip then).
+    fn mc(&self, args: &[&str]) -> Result<Option<String>> {
+        let Some((bin, config)) = &self.mc else {
+            return Ok(None);
+        };
+        let host = format!(
+            "http://{}:{}@{}",
+            self.admin.access_key, self.admin.secret_key, self.addr
+        );
+        let mut c = Command::new(bin);
+        c.arg("--config-dir")
+            .arg(config)
+            .args(["--quiet", "--no-color"])
+            .args(args)
+            .env("MC_HOST_kf", host);
+        process::run(&mut c).map(Some)
+    }
+
+    /// A new MinIO user with the edge's read-only policy, for a test that revokes it.
+    /// `Ok(None)` when users cannot be managed on this origin.
+    pub fn create_user(&self, label: &str) -> Result<Option<Credentials>> {
+        let creds = Credentials {
+            access_key: unique_name(label).chars().take(20).collect(),
+            secret_key: format!("secret-{}", unique_name(label)),
+        };
+        if self
+            .mc(&[
+                "admin",
+                "user",
+                "add",
+                "kf",
+                &creds.access_key,
+                &creds.secret_key,
+            ])?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        self.mc(&[
+            "admin",
+            "policy",
+            "attach",
+            "kf",
+            "kubefront-edge-read",
+            "--user",
+            &creds.access_key,
+        ])?;
+        Ok(Some(creds))
+    }
+
+    /// Deletes a MinIO user: its key is then unknown to the server (`InvalidAccessKeyId`).
+    pub fn remove_user(&self, access_key: &str) -> Result<()> {
+        self.mc(&["admin", "user", "remove", "kf", access_key])
+            .map(|_| ())
     }
 
     /// A client with full rights, for seeding.

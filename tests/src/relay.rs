@@ -45,6 +45,9 @@ enum Mode {
     Forward,
     /// Accept, read and discard, never answer: an origin that hangs.
     Hang,
+    /// Answer every request with S3's `503 SlowDown`, without asking the origin: an origin
+    /// that throttles. Requests are still recorded.
+    Throttle,
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +64,10 @@ struct Stats {
 struct Shared {
     upstream: SocketAddr,
     mode: Mutex<Mode>,
+    /// Milliseconds to hold every chunk the origin sends before passing it on.
+    delay_ms: AtomicU64,
+    /// Cut each connection once it has passed this many origin bytes on (0: never).
+    cut_after: AtomicU64,
     stats: Stats,
     connection_tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -85,6 +92,8 @@ impl CountingRelay {
         let shared = Arc::new(Shared {
             upstream,
             mode: Mutex::new(Mode::Forward),
+            delay_ms: AtomicU64::new(0),
+            cut_after: AtomicU64::new(0),
             stats: Stats::default(),
             connection_tasks: Mutex::new(Vec::new()),
         });
@@ -103,6 +112,20 @@ impl CountingRelay {
     /// `http://127.0.0.1:PORT`, the origin endpoint to give the edge.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// A slow origin: every chunk the origin sends is held this long before it is passed on
+    /// (so a fetch stays in flight for at least that long). Zero turns it off.
+    pub fn set_response_delay(&self, delay: std::time::Duration) {
+        self.shared
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// A truncating origin: every connection is cut after passing `bytes` origin bytes on
+    /// (headers included). Zero turns it off.
+    pub fn cut_responses_after(&self, bytes: u64) {
+        self.shared.cut_after.store(bytes, Ordering::SeqCst);
     }
 
     /// Every request seen so far, in arrival order.
@@ -158,6 +181,13 @@ impl CountingRelay {
     /// ones cannot bypass it.
     pub async fn hang(&self) -> Result<()> {
         *lock(&self.shared.mode) = Mode::Hang;
+        self.cut_connections();
+        self.ensure_listening().await
+    }
+
+    /// Origin throttling: every request gets `503 SlowDown` (recorded, never forwarded).
+    pub async fn throttle(&self) -> Result<()> {
+        *lock(&self.shared.mode) = Mode::Throttle;
         self.cut_connections();
         self.ensure_listening().await
     }
@@ -219,6 +249,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let task = match mode {
             Mode::Forward => tokio::spawn(relay_connection(client, shared.clone())),
             Mode::Hang => tokio::spawn(swallow(client)),
+            Mode::Throttle => tokio::spawn(slow_down(client, shared.clone())),
         };
         let mut tasks = lock(&shared.connection_tasks);
         tasks.retain(|t| !t.is_finished());
@@ -232,6 +263,30 @@ async fn swallow(mut client: TcpStream) {
         if n == 0 {
             // Keep the half-closed socket open so the peer sees no answer at all.
             std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Answers each request on the connection with S3's 503 SlowDown (keep-alive).
+async fn slow_down(mut client: TcpStream, shared: Arc<Shared>) {
+    const BODY: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
+<Message>Please reduce your request rate.</Message><RequestId>kf</RequestId></Error>";
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\n\
+Content-Length: {}\r\nRetry-After: 1\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let mut parser = RequestParser::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = client.read(&mut buf).await {
+        if n == 0 {
+            return;
+        }
+        for req in parser.feed(&buf[..n]) {
+            lock(&shared.stats.requests).push(req);
+            if client.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
         }
     }
 }
@@ -274,16 +329,27 @@ async fn relay_connection(client: TcpStream, shared: Arc<Shared>) {
     };
     let down = async move {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut passed = 0u64;
         loop {
-            let n = match server_rx.read(&mut buf).await {
+            let mut n = match server_rx.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            let cut = shared.cut_after.load(Ordering::SeqCst);
+            let cutting = cut > 0 && passed + n as u64 >= cut;
+            if cutting {
+                n = (cut - passed.min(cut)) as usize;
+            }
+            passed += n as u64;
             shared
                 .stats
                 .bytes_from_origin
                 .fetch_add(n as u64, Ordering::SeqCst);
-            if client_tx.write_all(&buf[..n]).await.is_err() {
+            let delay = shared.delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
+            if client_tx.write_all(&buf[..n]).await.is_err() || cutting {
                 break;
             }
         }

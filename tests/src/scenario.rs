@@ -112,6 +112,8 @@ pub struct StartOptions {
     pub extra_args: Vec<String>,
     /// Start even though the origin is unreachable (don't wait for /readyz).
     pub skip_ready: bool,
+    /// Sign with these instead of the server's edge key.
+    pub credentials: Option<crate::origin::Credentials>,
 }
 
 impl Scenario {
@@ -137,7 +139,10 @@ impl Scenario {
         configure(&mut config);
         let edge = Edge::start(EdgeOptions {
             config: config.clone(),
-            credentials: server.edge.clone(),
+            credentials: opts
+                .credentials
+                .clone()
+                .unwrap_or_else(|| server.edge.clone()),
             admin_token: opts.admin_token.clone(),
             extra_args: opts.extra_args,
             wait_ready: !opts.skip_ready,

@@ -32,14 +32,13 @@ pub struct Entry {
     pub ttl: Duration,
     pub stale_if_error: Duration,
     pub stale_while_revalidate: Duration,
+    /// Never served stale: a stale entry that cannot be validated gets 504 (`stale_if_error`
+    /// is then only how long it is kept for revalidation).
+    pub must_revalidate: bool,
 }
 
 /// Staleness windows applied to a new entry.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct StaleWindows {
-    pub stale_if_error: Duration,
-    pub stale_while_revalidate: Duration,
-}
+pub use crate::policy::freshness::StaleRules as StaleWindows;
 
 impl Entry {
     /// A 200 entry from origin metadata and a fully received body.
@@ -83,11 +82,30 @@ impl Entry {
             last_modified_value: meta.last_modified.clone(),
             last_modified,
             stored_at: now,
-            initial_age: Duration::from_secs(meta.age.unwrap_or(0)),
+            initial_age: Duration::ZERO,
             ttl,
             stale_if_error: windows.stale_if_error,
             stale_while_revalidate: windows.stale_while_revalidate,
+            must_revalidate: windows.must_revalidate,
         }
+    }
+
+    /// The same entry with `initial_age` (RFC 9111 §4.2.3 corrected initial age).
+    pub fn with_initial_age(mut self, initial_age: Duration) -> Entry {
+        self.initial_age = initial_age;
+        self
+    }
+
+    /// Whether a stale copy may stand in for a failed origin at `now`.
+    pub fn usable_if_error(&self, now: Instant) -> bool {
+        !self.is_negative() && !self.must_revalidate && self.staleness(now) <= self.stale_if_error
+    }
+
+    /// Whether a stale copy may be served while one background refresh runs.
+    pub fn usable_while_revalidating(&self, now: Instant) -> bool {
+        !self.is_negative()
+            && !self.must_revalidate
+            && self.staleness(now) < self.stale_while_revalidate
     }
 
     /// A negative entry (origin 403/404, or a custom error page under its response code).
@@ -113,6 +131,7 @@ impl Entry {
             ttl,
             stale_if_error: Duration::ZERO,
             stale_while_revalidate: Duration::ZERO,
+            must_revalidate: false,
         }
     }
 
@@ -153,10 +172,11 @@ impl Entry {
             last_modified_value,
             last_modified,
             stored_at: now,
-            initial_age: Duration::from_secs(meta.age.unwrap_or(0)),
+            initial_age: Duration::ZERO,
             ttl,
             stale_if_error: windows.stale_if_error,
             stale_while_revalidate: windows.stale_while_revalidate,
+            must_revalidate: windows.must_revalidate,
         }
     }
 
@@ -289,6 +309,7 @@ mod tests {
         let w = StaleWindows {
             stale_if_error: Duration::from_secs(100),
             stale_while_revalidate: Duration::from_secs(10),
+            ..StaleWindows::default()
         };
         let e = Entry::from_origin(
             &meta(),

@@ -48,7 +48,6 @@ impl Store {
             .max_capacity(capacity)
             .weigher(|k: &String, v: &Arc<Entry>| v.weight(k))
             .expire_after(EntryExpiry)
-            .support_invalidation_closures()
             .build();
         Store { cache, capacity }
     }
@@ -65,19 +64,50 @@ impl Store {
         self.cache.insert(key, entry).await;
     }
 
-    /// Drops every entry whose path matches; exact keys go immediately, variants lazily (moka
-    /// checks registered predicates on every read, so nothing stale is ever served).
+    pub async fn remove(&self, key: &str) {
+        self.cache.invalidate(key).await;
+    }
+
+    /// Drops every entry whose path matches, now: one walk over the keys per invalidation
+    /// instead of a predicate moka would run on every read. Entries a fetch inserts while the
+    /// walk runs are caught by the fetch's own epoch check (`server::fetch`).
     pub async fn invalidate(&self, matcher: &PathMatcher) {
-        if let PathMatcher::Exact(path) = matcher {
-            self.cache.invalidate(path.as_str()).await;
+        self.invalidate_matching(std::slice::from_ref(matcher))
+            .await;
+    }
+
+    /// [`Store::invalidate`] for a whole batch in a single walk: exact paths are a set lookup
+    /// per key, prefixes a comparison each.
+    pub async fn invalidate_matching(&self, matchers: &[PathMatcher]) {
+        let mut exact = std::collections::HashSet::new();
+        let mut prefixes = Vec::new();
+        for m in matchers {
+            match m {
+                PathMatcher::Exact(p) => {
+                    self.cache.invalidate(p.as_str()).await;
+                    exact.insert(p.as_str());
+                }
+                PathMatcher::Prefix(p) => prefixes.push(p.as_str()),
+            }
         }
-        let m = matcher.clone();
-        if let Err(e) = self
+        let doomed: Vec<Arc<String>> = self
             .cache
-            .invalidate_entries_if(move |k, _| m.matches_key(k))
-        {
-            tracing::error!(error = %e, "invalidation predicate rejected; flushing the whole cache");
-            self.cache.invalidate_all();
+            .iter()
+            .filter(|(k, _)| {
+                let path = super::key::key_path(k);
+                exact.contains(path) || prefixes.iter().any(|p| path.starts_with(p))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for k in doomed {
+            self.cache.invalidate(k.as_str()).await;
+        }
+    }
+
+    /// Copies every live entry of `other` into this store (a resize on reload keeps the cache).
+    pub async fn absorb(&self, other: &Store) {
+        for (k, v) in other.cache.iter() {
+            self.cache.insert(k.as_ref().clone(), v).await;
         }
     }
 
@@ -138,6 +168,20 @@ mod tests {
         assert!(s.get("/img/1.png").await.is_none());
         assert!(s.get("/img/2.png").await.is_none());
         assert!(s.get("/imgx").await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_applied_in_one_walk() {
+        let s = Store::new(1 << 20);
+        for k in ["/a", "/a\u{1}q=1", "/b", "/img/x", "/img/y", "/keep"] {
+            s.insert(k.to_string(), entry(10, 60)).await;
+        }
+        let batch = ["/a", "/b", "/img/*"].map(|p| PathMatcher::parse(p).expect("p"));
+        s.invalidate_matching(&batch).await;
+        for gone in ["/a", "/a\u{1}q=1", "/b", "/img/x", "/img/y"] {
+            assert!(s.get(gone).await.is_none(), "{gone}");
+        }
+        assert!(s.get("/keep").await.is_some());
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! Where misses are fetched from. `OriginClient` is the seam: `s3` talks SigV4 to a private
 //! bucket; a parent-cache (`http`) origin can implement the same trait later.
 
+pub mod classify;
+pub mod retry;
 pub mod s3;
 
 use std::pin::Pin;
@@ -21,20 +23,46 @@ pub struct Validators {
 }
 
 /// One origin fetch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct OriginRequest {
     /// Normalized viewer path (starts with `/`); the origin maps it to its own namespace.
     pub path: String,
     pub head: bool,
+    /// If-None-Match / If-Modified-Since: the cache's own revalidation, or the viewer's
+    /// validators forwarded on a pass-through.
     pub validators: Validators,
+    /// The viewer's `Range`, forwarded on a pass-through (objects too large to cache).
+    pub range: Option<HeaderValue>,
+    /// `If-Match` (an `If-Range` with an ETag, forwarded with `range`).
+    pub if_match: Option<HeaderValue>,
+    /// `If-Unmodified-Since` (an `If-Range` with a date, forwarded with `range`).
+    pub if_unmodified_since: Option<HeaderValue>,
+}
+
+impl OriginRequest {
+    /// A plain GET of `path`.
+    pub fn get(path: &str) -> OriginRequest {
+        OriginRequest {
+            path: path.to_owned(),
+            ..OriginRequest::default()
+        }
+    }
 }
 
 /// What the origin answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OriginStatus {
     Ok,
+    /// 206 to a forwarded `Range` (`meta.content_range` says which bytes).
+    PartialContent,
     NotModified,
+    /// 412 to a forwarded `If-Match` / `If-Unmodified-Since`.
+    PreconditionFailed,
+    /// 416 to a forwarded `Range`.
+    RangeNotSatisfiable,
+    /// A fact about the object: it does not exist (`NoSuchKey`).
     NotFound,
+    /// A fact about the object: access to it is denied (`AccessDenied`).
     Forbidden,
 }
 
@@ -52,6 +80,10 @@ pub struct ObjectMeta {
     pub content_disposition: Option<HeaderValue>,
     /// `Age` from a parent cache, in seconds.
     pub age: Option<u64>,
+    /// `Content-Range` of a 206 answer.
+    pub content_range: Option<HeaderValue>,
+    /// The origin's `Date`, when it could be read.
+    pub date: Option<HeaderValue>,
 }
 
 pub struct OriginResponse {
@@ -76,10 +108,20 @@ pub enum OriginError {
     Timeout(String),
     #[error("cannot connect to origin: {0}")]
     Connect(String),
-    #[error("origin answered {status}: {message}")]
-    Status { status: u16, message: String },
+    /// An error answer that says nothing about the object (bad credentials, throttling, 5xx,
+    /// missing bucket…): never cached over a positive entry.
+    #[error("origin answered {status} {code}: {message}")]
+    Status {
+        status: u16,
+        /// S3 error code from a fixed list (`classify::error_code`), for bounded metrics.
+        code: &'static str,
+        message: String,
+    },
     #[error("origin body failed: {0}")]
     Body(String),
+    /// The edge could not sign the request (credential provider failed).
+    #[error("origin credentials unavailable: {0}")]
+    Credentials(String),
     #[error("origin request failed: {0}")]
     Other(String),
 }
@@ -100,7 +142,40 @@ impl OriginError {
             OriginError::Connect(_) => "connect",
             OriginError::Status { .. } => "status",
             OriginError::Body(_) => "body",
+            OriginError::Credentials(_) => "credentials",
             OriginError::Other(_) => "other",
+        }
+    }
+
+    /// The S3 error code (or a stand-in such as `Timeout`) for the metric by code; bounded.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OriginError::Timeout(_) => "Timeout",
+            OriginError::Connect(_) => "ConnectError",
+            OriginError::Status { code, .. } => code,
+            OriginError::Body(_) => "BodyError",
+            OriginError::Credentials(_) => "CredentialsProviderError",
+            OriginError::Other(_) => "Other",
+        }
+    }
+
+    /// Whether another attempt may succeed (and is worth spending retry budget on).
+    pub fn retryable(&self) -> bool {
+        match self {
+            OriginError::Timeout(_) | OriginError::Connect(_) => true,
+            OriginError::Status { status, code, .. } => {
+                *status >= 500 || *status == 429 || classify::is_throttling(code)
+            }
+            OriginError::Body(_) | OriginError::Credentials(_) | OriginError::Other(_) => false,
+        }
+    }
+
+    /// A plain status error (no S3 code).
+    pub fn status(status: u16, message: impl Into<String>) -> OriginError {
+        OriginError::Status {
+            status,
+            code: classify::http_code(status),
+            message: message.into(),
         }
     }
 

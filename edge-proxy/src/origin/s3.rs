@@ -1,19 +1,23 @@
 //! A private S3 bucket as origin: SigV4 via aws-sdk-s3, credentials from the default AWS chain,
-//! custom endpoint / path-style for S3-compatible servers, a key prefix, timeouts and bounded
-//! retries. The SDK surfaces 304/403/404 as errors; they are mapped back to statuses here.
+//! custom endpoint / path-style for S3-compatible servers, a key prefix, timeouts, and retries
+//! under a retry budget (the SDK's own retries are off). The SDK surfaces 304/403/404/412/416
+//! as errors; `classify` maps them back to statuses (facts about the object) or failures.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Region};
-use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use http::HeaderValue;
 
+use super::classify::{self, Verdict};
+use super::retry::RetryBudget;
 use super::{
     ObjectMeta, OriginBody, OriginClient, OriginError, OriginRequest, OriginResponse, OriginStatus,
 };
@@ -24,28 +28,29 @@ pub struct S3Origin {
     client: aws_sdk_s3::Client,
     bucket: String,
     prefix: String,
-    /// Whole fetch per attempt, including the body.
-    total_timeout: Duration,
+    /// Until response headers, per attempt.
+    attempt_timeout: Duration,
+    /// Longest wait for the next body chunk once headers arrived.
+    idle_timeout: Duration,
+    max_attempts: u32,
+    budget: Arc<RetryBudget>,
 }
 
 impl S3Origin {
     /// Builds a client; credentials are resolved lazily by the SDK's default chain.
     pub async fn new(cfg: &OriginConfig) -> S3Origin {
         let t = &cfg.timeouts;
+        let attempt_timeout = t.connect.as_duration() + t.first_byte.as_duration();
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(t.connect.as_duration())
             .read_timeout(t.first_byte.as_duration())
-            .operation_attempt_timeout(t.connect.as_duration() + t.first_byte.as_duration())
+            .operation_attempt_timeout(attempt_timeout)
             .build();
         let shared = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(cfg.s3.region.clone()))
             .timeout_config(timeouts)
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(cfg.max_attempts)
-                    .with_initial_backoff(Duration::from_millis(50))
-                    .with_max_backoff(Duration::from_secs(1)),
-            )
+            // Retries are ours, under a budget (`get`).
+            .retry_config(RetryConfig::disabled())
             .load()
             .await;
         let mut builder =
@@ -57,7 +62,10 @@ impl S3Origin {
             client: aws_sdk_s3::Client::from_conf(builder.build()),
             bucket: cfg.s3.bucket.clone(),
             prefix: cfg.s3.prefix.clone(),
-            total_timeout: t.total.as_duration(),
+            attempt_timeout,
+            idle_timeout: t.idle(),
+            max_attempts: cfg.max_attempts.max(1),
+            budget: Arc::new(RetryBudget::default()),
         }
     }
 
@@ -67,6 +75,8 @@ impl S3Origin {
         crate::security::path::object_key(&self.prefix, path)
     }
 
+    /// One fetch: attempts until success, a non-retryable answer, `max_attempts`, or an empty
+    /// retry budget.
     async fn get(&self, req: OriginRequest) -> Result<OriginResponse, OriginError> {
         let key = self.object_key(&req.path);
         if key.is_empty() {
@@ -77,18 +87,42 @@ impl S3Origin {
                 body: None,
             });
         }
-        let deadline = tokio::time::Instant::now() + self.total_timeout;
+        self.budget.deposit();
+        let mut backoff = Duration::from_millis(50);
+        let mut attempt = 1;
+        loop {
+            let result = self.attempt(&req, &key).await;
+            match result {
+                Err(e) if e.retryable() && attempt < self.max_attempts => {
+                    if !self.budget.try_withdraw() {
+                        tracing::debug!(error = %e, "retry budget spent; not retrying");
+                        return Err(e);
+                    }
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn attempt(&self, req: &OriginRequest, key: &str) -> Result<OriginResponse, OriginError> {
+        // The SDK enforces the same bound; this guards against anything it does not cover.
+        let limit = self.attempt_timeout + Duration::from_millis(500);
+        // Only one validator: S3 answers 304 when If-None-Match fails but If-Modified-Since
+        // holds (1 s granularity), which would hide a changed object.
+        let etag = req.validators.etag.as_ref().and_then(|v| v.to_str().ok());
+        let ims = req.validators.last_modified.as_ref().and_then(http_date);
         if req.head {
             let mut op = self.client.head_object().bucket(&self.bucket).key(key);
-            // Only one validator: S3 answers 304 when If-None-Match fails but
-            // If-Modified-Since holds (1 s granularity), which would hide a changed object.
-            if let Some(etag) = req.validators.etag.as_ref().and_then(|v| v.to_str().ok()) {
+            if let Some(etag) = etag {
                 op = op.if_none_match(etag);
-            } else if let Some(lm) = req.validators.last_modified.as_ref().and_then(http_date) {
+            } else if let Some(lm) = ims {
                 op = op.if_modified_since(lm);
             }
-            return match tokio::time::timeout_at(deadline, op.send()).await {
-                Err(_) => Err(OriginError::Timeout("HEAD exceeded total timeout".into())),
+            return match tokio::time::timeout(limit, op.send()).await {
+                Err(_) => Err(OriginError::Timeout("HEAD took too long".into())),
                 Ok(Ok(out)) => Ok(OriginResponse {
                     status: OriginStatus::Ok,
                     meta: ObjectMeta {
@@ -101,7 +135,7 @@ impl S3Origin {
                         content_encoding: value(out.content_encoding()),
                         content_language: value(out.content_language()),
                         content_disposition: value(out.content_disposition()),
-                        age: None,
+                        ..ObjectMeta::default()
                     },
                     body: None,
                 }),
@@ -109,14 +143,22 @@ impl S3Origin {
             };
         }
         let mut op = self.client.get_object().bucket(&self.bucket).key(key);
-        // Only one validator (see HEAD above): If-None-Match when there is an ETag.
-        if let Some(etag) = req.validators.etag.as_ref().and_then(|v| v.to_str().ok()) {
+        if let Some(etag) = etag {
             op = op.if_none_match(etag);
-        } else if let Some(lm) = req.validators.last_modified.as_ref().and_then(http_date) {
+        } else if let Some(lm) = ims {
             op = op.if_modified_since(lm);
         }
-        match tokio::time::timeout_at(deadline, op.send()).await {
-            Err(_) => Err(OriginError::Timeout("GET exceeded total timeout".into())),
+        if let Some(range) = req.range.as_ref().and_then(|v| v.to_str().ok()) {
+            op = op.range(range);
+        }
+        if let Some(m) = req.if_match.as_ref().and_then(|v| v.to_str().ok()) {
+            op = op.if_match(m);
+        }
+        if let Some(d) = req.if_unmodified_since.as_ref().and_then(http_date) {
+            op = op.if_unmodified_since(d);
+        }
+        match tokio::time::timeout(limit, op.send()).await {
+            Err(_) => Err(OriginError::Timeout("GET took too long".into())),
             Ok(Ok(out)) => {
                 let meta = ObjectMeta {
                     content_length: out.content_length().and_then(|n| u64::try_from(n).ok()),
@@ -128,17 +170,32 @@ impl S3Origin {
                     content_encoding: value(out.content_encoding()),
                     content_language: value(out.content_language()),
                     content_disposition: value(out.content_disposition()),
-                    age: None,
+                    content_range: value(out.content_range()),
+                    ..ObjectMeta::default()
+                };
+                let status = if meta.content_range.is_some() {
+                    OriginStatus::PartialContent
+                } else {
+                    OriginStatus::Ok
                 };
                 Ok(OriginResponse {
-                    status: OriginStatus::Ok,
+                    status,
                     meta,
-                    body: Some(body_stream(out.body, deadline)),
+                    body: Some(body_stream(out.body, self.idle_timeout)),
                 })
             }
             Ok(Err(e)) => map_error(e),
         }
     }
+}
+
+/// Up to +50 % of `d`, from the clock's nanoseconds (no RNG dependency).
+fn jitter(d: Duration) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    d + d.mul_f64(f64::from(nanos % 500) / 1000.0)
 }
 
 impl OriginClient for S3Origin {
@@ -149,23 +206,39 @@ impl OriginClient for S3Origin {
     fn probe(&self) -> BoxFuture<'_, Result<(), OriginError>> {
         async move {
             let op = self.client.head_bucket().bucket(&self.bucket).send();
-            match tokio::time::timeout(self.total_timeout, op).await {
+            match tokio::time::timeout(self.attempt_timeout, op).await {
                 Err(_) => Err(OriginError::Timeout("HeadBucket".into())),
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => map_error(e).map(|_| ()),
+                Ok(Err(e)) => match map_error(e) {
+                    Ok(r) if r.status == OriginStatus::NotFound => Err(OriginError::Status {
+                        status: 404,
+                        code: "NoSuchBucket",
+                        message: "HeadBucket: no such bucket".into(),
+                    }),
+                    Ok(r) if r.status == OriginStatus::Forbidden => Err(OriginError::Status {
+                        status: 403,
+                        code: "Http403",
+                        message: "HeadBucket: forbidden".into(),
+                    }),
+                    other => other.map(|_| ()),
+                },
             }
         }
         .boxed()
     }
 }
 
-/// Turns the SDK body into a stream that fails once the per-attempt deadline passes.
-fn body_stream(body: ByteStream, deadline: tokio::time::Instant) -> OriginBody {
+/// Turns the SDK body into a stream that fails when the origin sends nothing for `idle`. The
+/// timer runs only while the stream is polled, so a slow viewer (backpressure) never trips it.
+fn body_stream(body: ByteStream, idle: Duration) -> OriginBody {
     let stream = futures::stream::unfold(Some(body), move |state| async move {
         let mut body = state?;
-        match tokio::time::timeout_at(deadline, body.next()).await {
+        match tokio::time::timeout(idle, body.next()).await {
             Err(_) => Some((
-                Err(OriginError::Timeout("body exceeded total timeout".into())),
+                Err(OriginError::Timeout(format!(
+                    "origin sent nothing for {} ms mid-body",
+                    idle.as_millis()
+                ))),
                 None,
             )),
             Ok(None) => None,
@@ -176,12 +249,12 @@ fn body_stream(body: ByteStream, deadline: tokio::time::Instant) -> OriginBody {
     Box::pin(stream)
 }
 
-/// Maps SDK failures: 304/403/404 become statuses, the rest errors with a viewer status.
+/// Maps SDK failures: facts about the object become statuses, the rest errors.
 fn map_error<E>(
     err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> Result<OriginResponse, OriginError>
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
     match err {
         SdkError::ServiceError(se) => {
@@ -192,44 +265,56 @@ where
                     .get(name)
                     .and_then(|v| HeaderValue::from_str(v).ok())
             };
-            let meta = ObjectMeta {
-                etag: header("etag"),
-                last_modified: header("last-modified"),
-                cache_control: header("cache-control"),
-                expires: header("expires"),
-                content_type: header("content-type"),
-                ..ObjectMeta::default()
-            };
-            let status = match status {
-                304 => OriginStatus::NotModified,
-                404 => OriginStatus::NotFound,
-                403 => OriginStatus::Forbidden,
-                _ => {
-                    return Err(OriginError::Status {
-                        status,
-                        message: aws_sdk_s3::error::DisplayErrorContext(se.err()).to_string(),
-                    })
-                }
-            };
-            Ok(OriginResponse {
-                status,
-                meta,
-                body: None,
-            })
+            let code = se.err().code();
+            match classify::classify(status, code) {
+                Verdict::Object(status) => Ok(OriginResponse {
+                    status,
+                    meta: ObjectMeta {
+                        etag: header("etag"),
+                        last_modified: header("last-modified"),
+                        cache_control: header("cache-control"),
+                        expires: header("expires"),
+                        content_type: header("content-type"),
+                        content_range: header("content-range"),
+                        date: header("date"),
+                        ..ObjectMeta::default()
+                    },
+                    body: None,
+                }),
+                Verdict::Failure(code) => Err(OriginError::Status {
+                    status,
+                    code,
+                    message: se
+                        .err()
+                        .message()
+                        .unwrap_or("no message")
+                        .chars()
+                        .take(200)
+                        .collect(),
+                }),
+            }
         }
         SdkError::TimeoutError(_) => Err(OriginError::Timeout("no answer in time".into())),
         SdkError::DispatchFailure(df) => {
             let msg = format!("{:?}", df.as_connector_error());
             if df.is_timeout() {
                 Err(OriginError::Timeout(msg))
-            } else {
+            } else if df.is_io() {
                 Err(OriginError::Connect(msg))
+            } else {
+                // Identity resolution fails before transmit and surfaces here.
+                let lower = msg.to_ascii_lowercase();
+                if lower.contains("credential") || lower.contains("identity") {
+                    Err(OriginError::Credentials(msg))
+                } else {
+                    Err(OriginError::Connect(msg))
+                }
             }
         }
-        SdkError::ResponseError(re) => Err(OriginError::Status {
-            status: re.raw().status().as_u16(),
-            message: "unparsable response".into(),
-        }),
+        SdkError::ResponseError(re) => Err(OriginError::status(
+            re.raw().status().as_u16(),
+            "unparsable response",
+        )),
         other => Err(OriginError::Other(
             aws_sdk_s3::error::DisplayErrorContext(&other).to_string(),
         )),

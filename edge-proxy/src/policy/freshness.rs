@@ -23,11 +23,23 @@ pub struct CacheControl {
     pub no_store: bool,
     pub no_cache: bool,
     pub private: bool,
+    pub must_revalidate: bool,
+    pub proxy_revalidate: bool,
+    /// RFC 5861 `stale-while-revalidate=N`.
+    pub stale_while_revalidate: Option<u64>,
+    /// RFC 5861 `stale-if-error=N`.
+    pub stale_if_error: Option<u64>,
 }
 
 impl CacheControl {
     /// Parses a `Cache-Control` value. Unknown directives are ignored; an unparsable delta
     /// becomes 0 (RFC 9111 §1.2.2: treat as stale rather than fresh forever).
+    /// RFC 9111 §5.2.2.2/§5.2.2.8/§5.2.2.10: a shared cache must not serve the response stale
+    /// without validating it (`must-revalidate`, `proxy-revalidate`, or `s-maxage`).
+    pub fn forbids_stale(&self) -> bool {
+        self.must_revalidate || self.proxy_revalidate || self.s_maxage.is_some()
+    }
+
     pub fn parse(value: &str) -> CacheControl {
         let mut cc = CacheControl::default();
         for directive in value.split(',') {
@@ -50,6 +62,14 @@ impl CacheControl {
                 cc.no_cache = true;
             } else if name.eq_ignore_ascii_case("private") {
                 cc.private = true;
+            } else if name.eq_ignore_ascii_case("must-revalidate") {
+                cc.must_revalidate = true;
+            } else if name.eq_ignore_ascii_case("proxy-revalidate") {
+                cc.proxy_revalidate = true;
+            } else if name.eq_ignore_ascii_case("stale-while-revalidate") {
+                cc.stale_while_revalidate.get_or_insert_with(delta);
+            } else if name.eq_ignore_ascii_case("stale-if-error") {
+                cc.stale_if_error.get_or_insert_with(delta);
             }
         }
         cc
@@ -109,6 +129,69 @@ pub fn decide(policy: &TtlPolicy, origin: &OriginFreshness, now: SystemTime) -> 
         None => policy.default,
     };
     Decision::Store { ttl }
+}
+
+/// How long past expiry a stored response may be served, and whether it may be at all. Under
+/// `must_revalidate`, `stale_if_error` is only how long the entry is kept for revalidation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StaleRules {
+    pub stale_if_error: Duration,
+    pub stale_while_revalidate: Duration,
+    /// Stale use is forbidden: an unvalidated stale entry gets 504 (RFC 9111 §5.2.2.2).
+    pub must_revalidate: bool,
+}
+
+/// The stale windows for a response: the origin's `stale-if-error` / `stale-while-revalidate`
+/// when it gives them (bounded by `bound`, the policy's max TTL, as CloudFront bounds them),
+/// the configured windows otherwise; none at all under `must-revalidate`, `proxy-revalidate`
+/// or `s-maxage`.
+pub fn stale_rules(
+    cc: Option<&CacheControl>,
+    configured_if_error: Duration,
+    configured_while_revalidate: Duration,
+    bound: Duration,
+) -> StaleRules {
+    let cc = cc.copied().unwrap_or_default();
+    if cc.forbids_stale() {
+        // Kept as long as any stale copy would be (so it can still be revalidated with a 304,
+        // and an origin failure answers 504), but never served stale.
+        return StaleRules {
+            stale_if_error: configured_if_error,
+            stale_while_revalidate: Duration::ZERO,
+            must_revalidate: true,
+        };
+    }
+    let pick = |origin: Option<u64>, configured: Duration| {
+        origin.map_or(configured, |n| Duration::from_secs(n).min(bound))
+    };
+    StaleRules {
+        stale_if_error: pick(cc.stale_if_error, configured_if_error),
+        stale_while_revalidate: pick(cc.stale_while_revalidate, configured_while_revalidate),
+        must_revalidate: false,
+    }
+}
+
+/// RFC 9111 §4.2.3 corrected initial age: the larger of the apparent age (`response_time -
+/// date`) and the origin's `Age` plus the response delay.
+pub fn corrected_initial_age(
+    age_value: Option<u64>,
+    date: Option<SystemTime>,
+    request_time: SystemTime,
+    response_time: SystemTime,
+) -> Duration {
+    // `Date` has one-second resolution: an apparent age of up to a second is its rounding,
+    // not time the response spent elsewhere (else max-age=1 would be born stale).
+    let apparent = date
+        .and_then(|d| response_time.duration_since(d).ok())
+        .filter(|a| *a > Duration::from_secs(1))
+        .unwrap_or(Duration::ZERO);
+    let delay = response_time
+        .duration_since(request_time)
+        .unwrap_or(Duration::ZERO);
+    let corrected = age_value.map_or(Duration::ZERO, |a| {
+        Duration::from_secs(a).saturating_add(delay)
+    });
+    apparent.max(corrected)
 }
 
 /// Parses an HTTP date, mapping garbage to `UNIX_EPOCH` ("already expired").
@@ -320,6 +403,66 @@ mod tests {
                 "{directive}"
             );
         }
+    }
+
+    #[test]
+    fn revalidation_directives_forbid_stale() {
+        let h = Duration::from_secs(3600);
+        for directive in [
+            "max-age=1, must-revalidate",
+            "proxy-revalidate",
+            "s-maxage=5",
+        ] {
+            let c = CacheControl::parse(directive);
+            assert!(c.forbids_stale(), "{directive}");
+            let r = stale_rules(Some(&c), h, h, 10 * h);
+            assert!(r.must_revalidate, "{directive}");
+            assert_eq!(r.stale_if_error, h, "kept for revalidation");
+            assert_eq!(r.stale_while_revalidate, Duration::ZERO);
+        }
+        let c = CacheControl::parse("max-age=1, stale-if-error=60, must-revalidate");
+        assert!(stale_rules(Some(&c), h, h, h).must_revalidate, "MUST wins");
+        assert!(!CacheControl::parse("max-age=1").forbids_stale());
+    }
+
+    #[test]
+    fn origin_stale_windows_are_honoured_and_bounded() {
+        let s = Duration::from_secs;
+        let c = CacheControl::parse("max-age=1, stale-while-revalidate=30, stale-if-error=600");
+        assert_eq!(c.stale_while_revalidate, Some(30));
+        assert_eq!(c.stale_if_error, Some(600));
+        let r = stale_rules(Some(&c), s(86_400), s(0), s(3600));
+        assert_eq!(r.stale_while_revalidate, s(30), "origin beats the config");
+        assert_eq!(r.stale_if_error, s(600));
+        let r = stale_rules(Some(&c), s(86_400), s(0), s(100));
+        assert_eq!(r.stale_if_error, s(100), "bounded by the max TTL");
+        let r = stale_rules(None, s(7), s(8), s(100));
+        assert_eq!((r.stale_if_error, r.stale_while_revalidate), (s(7), s(8)));
+    }
+
+    #[test]
+    fn corrected_initial_age_per_rfc_9111() {
+        let t0 = now();
+        let s = Duration::from_secs;
+        // No Age, no Date: nothing but the (sub-second) delay, which counts only with Age.
+        assert_eq!(corrected_initial_age(None, None, t0, t0 + s(2)), s(0));
+        // Age from a parent plus the response delay.
+        assert_eq!(
+            corrected_initial_age(Some(100), None, t0, t0 + s(2)),
+            s(102)
+        );
+        // Apparent age from Date wins when larger.
+        assert_eq!(
+            corrected_initial_age(Some(1), Some(t0 - s(50)), t0, t0 + s(1)),
+            s(51)
+        );
+        // Date's rounding is not age.
+        assert_eq!(
+            corrected_initial_age(None, Some(t0 - Duration::from_millis(900)), t0, t0),
+            s(0)
+        );
+        // A Date in the future is not a negative age.
+        assert_eq!(corrected_initial_age(None, Some(t0 + s(50)), t0, t0), s(0));
     }
 
     #[test]

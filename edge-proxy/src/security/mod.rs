@@ -253,10 +253,7 @@ impl Security {
             .and_then(|h| h.to_str().ok())
             .or_else(|| uri.authority().map(|a| a.as_str()))
             .unwrap_or("");
-        let scheme = headers
-            .get("x-forwarded-proto")
-            .and_then(|h| h.to_str().ok())
-            .filter(|p| *p == "https" || *p == "http")
+        let scheme = forwarded_proto(headers, &self.client_ip)
             .or_else(|| uri.scheme_str())
             .unwrap_or("http");
         let cookies: Vec<&str> = headers
@@ -310,6 +307,27 @@ fn strip_uri(uri: &Uri) -> Option<Uri> {
 
 /// The viewer's address: the TCP peer, or the configured forwarding header's entry written by
 /// the outermost trusted proxy.
+/// `X-Forwarded-Proto`, trusted only behind the trusted proxies `clientIp` names (like the
+/// client IP): without `clientIp.header` any viewer could claim `https`. With several values
+/// (`https, http`), the one the outermost trusted proxy wrote.
+pub fn forwarded_proto<'h>(headers: &'h HeaderMap, cfg: &ClientIpConfig) -> Option<&'h str> {
+    if cfg.header.is_none() || cfg.trusted_hops == 0 {
+        return None;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-proto")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let i = entries.len().saturating_sub(cfg.trusted_hops as usize);
+    entries
+        .get(i)
+        .copied()
+        .filter(|p| *p == "https" || *p == "http")
+}
+
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, cfg: &ClientIpConfig) -> IpAddr {
     let Some(name) = &cfg.header else { return peer };
     let entries: Vec<&str> = headers
@@ -512,6 +530,27 @@ mod tests {
         let long: Uri = format!("/{}", "a".repeat(9000)).parse().expect("uri");
         let r = s.check_limits(&long, &HeaderMap::new()).expect_err("414");
         assert_eq!(r.status, StatusCode::URI_TOO_LONG);
+    }
+
+    #[test]
+    fn forwarded_proto_only_from_trusted_proxies() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", "https".parse().expect("v"));
+        assert_eq!(forwarded_proto(&h, &ClientIpConfig::default()), None);
+        let one = ClientIpConfig {
+            header: Some("X-Forwarded-For".into()),
+            trusted_hops: 1,
+        };
+        assert_eq!(forwarded_proto(&h, &one), Some("https"));
+        h.insert("x-forwarded-proto", "https, http".parse().expect("v"));
+        assert_eq!(forwarded_proto(&h, &one), Some("http"));
+        let two = ClientIpConfig {
+            header: Some("X-Forwarded-For".into()),
+            trusted_hops: 2,
+        };
+        assert_eq!(forwarded_proto(&h, &two), Some("https"));
+        h.insert("x-forwarded-proto", "gopher".parse().expect("v"));
+        assert_eq!(forwarded_proto(&h, &one), None);
     }
 
     #[test]

@@ -29,11 +29,35 @@ pub fn router(edge: Arc<Edge>) -> Router {
         .with_state(edge)
 }
 
+/// 503 until the origin answered once. Afterwards 200 even while the origin fails (cached
+/// copies are still served under staleIfError, and every replica would fail alike), but the
+/// body says the origin is degraded and why.
 async fn readyz(State(edge): State<Arc<Edge>>) -> Response {
-    if edge.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "origin not reached yet\n").into_response()
+    if !edge.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "origin not reached yet\n").into_response();
+    }
+    match edge.health.degraded() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(f) => {
+            let since =
+                f.at.duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+            let status = f.status.map_or_else(|| "-".to_string(), |s| s.to_string());
+            (
+                StatusCode::OK,
+                format!(
+                    "ready; origin degraded: code={} status={} consecutive_failures={} last_failure_unix={} path={} error={}\n",
+                    f.code,
+                    status,
+                    edge.health.consecutive_failures(),
+                    since,
+                    f.path,
+                    f.message.replace('\n', " "),
+                ),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -43,6 +67,9 @@ async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
     edge.metrics
         .cache_entries
         .set(i64::try_from(store.entry_count()).unwrap_or(i64::MAX));
+    edge.metrics
+        .origin_degraded
+        .set(i64::from(edge.health.degraded().is_some()));
     edge.metrics
         .cache_weighted_bytes
         .set(i64::try_from(store.weighted_size()).unwrap_or(i64::MAX));
@@ -122,28 +149,26 @@ async fn invalidate(State(edge): State<Arc<Edge>>, headers: HeaderMap, body: Byt
             }
         }
     }
-    // Fetches already in flight must not store what they got from before the invalidation.
-    edge.invalidation_epoch.fetch_add(1, Ordering::AcqRel);
+    // Fetches already in flight must not store what they got from before the invalidation
+    // (they re-check the epoch after inserting; see `fetch::store_checked`), and new requests
+    // never join them.
+    edge.invalidation_epoch.fetch_add(1, Ordering::SeqCst);
     let generation = edge.current.load_full();
     let root = generation.settings.default_root.clone();
-    for m in &matchers {
-        generation.store.invalidate(m).await;
-        // `/` is served from the default root object; invalidating one covers the other.
-        if let (PathMatcher::Exact(p), Some(root)) = (m, &root) {
-            if p == "/" {
-                generation
-                    .store
-                    .invalidate(&PathMatcher::Exact(root.clone()))
-                    .await;
-            }
+    let applied = matchers.len();
+    // `/` is served from the default root object; invalidating one covers the other.
+    if let Some(root) = &root {
+        if matchers
+            .iter()
+            .any(|m| matches!(m, PathMatcher::Exact(p) if p == "/"))
+        {
+            matchers.push(PathMatcher::Exact(root.clone()));
         }
     }
-    edge.metrics.invalidations.inc_by(matchers.len() as u64);
+    generation.store.invalidate_matching(&matchers).await;
+    edge.metrics.invalidations.inc_by(applied as u64);
     tracing::info!(paths = ?req.paths, "invalidated");
-    json(
-        StatusCode::OK,
-        format!(r#"{{"invalidated":{}}}"#, matchers.len()),
-    )
+    json(StatusCode::OK, format!(r#"{{"invalidated":{applied}}}"#))
 }
 
 fn json(status: StatusCode, body: String) -> Response {

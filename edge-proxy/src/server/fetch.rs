@@ -1,56 +1,43 @@
-//! Origin fetches with request collapsing: concurrent misses on one key share a single origin
-//! GET run in its own task (so it survives viewers hanging up). The result is stored before the
-//! in-flight slot is released; failures reach every waiter at once and leave nothing behind.
+//! Request collapsing: concurrent misses on one key share a single origin fetch run in its own
+//! task (so it survives viewers hanging up). Waiters wait for the origin's answer at most about
+//! the first-byte timeout, then serve stale or fetch on their own. Results are stored under an
+//! invalidation-epoch check that no interleaving can defeat; failures reach every waiter at once,
+//! leave cached objects untouched, and are remembered briefly (error caching).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
-use futures::StreamExt;
-use http::{HeaderValue, StatusCode};
+use tokio::sync::watch;
 
-use super::{Edge, Generation};
+pub use super::fill::{FetchKind, FetchResult, Fetched, PassThrough};
+use super::{CachedError, Edge, Generation};
 use crate::cache::Entry;
-use crate::origin::{ObjectMeta, OriginBody, OriginError, OriginRequest, OriginStatus, Validators};
-use crate::policy::freshness::{self, CacheControl, Decision, OriginFreshness};
+use crate::origin::OriginError;
 
-/// How a fetched answer relates to the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FetchKind {
-    /// New body from the origin, stored.
-    Stored,
-    /// New body, not stored (no-store/private, or invalidated meanwhile).
-    NotStored,
-    /// 304 from the origin: the stale entry was refreshed.
-    Refreshed,
-}
-
-/// An origin body too large to cache, handed to whichever request takes it first.
-pub struct PassThrough {
-    pub meta: ObjectMeta,
-    pub prefix: Bytes,
-    pub rest: OriginBody,
-}
-
-pub enum Fetched {
-    Entry { entry: Arc<Entry>, kind: FetchKind },
-    Stream(Mutex<Option<Box<PassThrough>>>),
-}
-
-pub type FetchResult = Result<Arc<Fetched>, OriginError>;
 type SharedFetch = Shared<BoxFuture<'static, FetchResult>>;
+
+/// One fetch in flight.
+struct Slot {
+    id: u64,
+    /// Invalidation epoch when it started: later requests never join an older fetch.
+    epoch: u64,
+    fut: SharedFetch,
+    /// Turns true once the origin answered (headers or failure).
+    answered: watch::Receiver<bool>,
+}
 
 /// Origin fetches in progress, by cache key.
 #[derive(Default)]
 pub struct Inflight {
-    map: Mutex<HashMap<String, SharedFetch>>,
+    map: Mutex<HashMap<String, Slot>>,
+    next_id: AtomicU64,
 }
 
 impl Inflight {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SharedFetch>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts
         // and removes), so recover from poisoning instead of failing every request.
         self.map.lock().unwrap_or_else(|p| p.into_inner())
@@ -65,40 +52,70 @@ impl Inflight {
     }
 }
 
-/// Removes the in-flight slot when the fetch task ends, however it ends.
+/// Removes the in-flight slot when the fetch task ends, however it ends (only its own slot: a
+/// newer fetch may have replaced it after an invalidation).
 struct SlotGuard {
     edge: Arc<Edge>,
     key: String,
+    id: u64,
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        self.edge.inflight.lock().remove(&self.key);
+        let mut map = self.edge.inflight.lock();
+        if map.get(&self.key).is_some_and(|s| s.id == self.id) {
+            map.remove(&self.key);
+        }
     }
 }
 
-/// Joins or starts the fetch for `key`. Returns the result and whether this request joined a
+/// What a request got from the collapsed fetch.
+pub enum Collapsed {
+    Done(FetchResult),
+    /// This request joined another's fetch whose origin did not answer within the header
+    /// wait: serve stale or fetch on your own ([`fetch_alone`]).
+    GaveUp,
+}
+
+/// Joins or starts the fetch for `key`. Returns the outcome and whether this request joined a
 /// fetch another request had started.
 pub async fn fetch_collapsed(
     edge: &Arc<Edge>,
     generation: &Arc<Generation>,
     key: &str,
     stale: Option<Arc<Entry>>,
-) -> (FetchResult, bool) {
-    let (fut, collapsed) = join_or_start(edge, generation, key, stale);
+) -> (Collapsed, bool) {
+    let (fut, mut answered, collapsed) = join_or_start(edge, generation, key, stale);
+    let settings = &generation.settings;
     if collapsed {
         edge.metrics.collapsed.inc();
+        let waited = tokio::time::timeout(settings.header_wait, answered.wait_for(|a| *a)).await;
+        // Err(Elapsed): no answer yet. Ok(Err): the fetch ended (its sender dropped).
+        if waited.is_err() {
+            edge.metrics.collapse_gave_up.inc();
+            return (Collapsed::GaveUp, true);
+        }
     }
-    let wait = generation.settings.collapse_wait;
-    match tokio::time::timeout(wait, fut).await {
-        Ok(r) => (r, collapsed),
+    match tokio::time::timeout(settings.collapse_wait, fut).await {
+        Ok(r) => (Collapsed::Done(r), collapsed),
         Err(_) => (
-            Err(OriginError::Timeout(
+            Collapsed::Done(Err(OriginError::Timeout(
                 "waited too long for the origin fetch".into(),
-            )),
+            ))),
             collapsed,
         ),
     }
+}
+
+/// An uncollapsed fetch for a waiter that gave up on a slow shared one; stored like any other.
+pub async fn fetch_alone(
+    edge: &Arc<Edge>,
+    generation: &Arc<Generation>,
+    key: &str,
+    stale: Option<Arc<Entry>>,
+) -> FetchResult {
+    let epoch = edge.invalidation_epoch.load(Ordering::SeqCst);
+    run_fetch(edge, generation, key, stale, epoch, || {}).await
 }
 
 /// Starts a background refresh for `key` unless one is already running.
@@ -108,11 +125,8 @@ pub fn refresh_in_background(
     key: &str,
     stale: Arc<Entry>,
 ) {
-    let (fut, collapsed) = join_or_start(edge, generation, key, Some(stale));
-    if !collapsed {
-        // The task runs on its own; nothing needs the result here.
-        drop(fut);
-    }
+    // The task runs on its own; nothing needs the result here.
+    drop(join_or_start(edge, generation, key, Some(stale)));
 }
 
 fn join_or_start(
@@ -120,16 +134,29 @@ fn join_or_start(
     generation: &Arc<Generation>,
     key: &str,
     stale: Option<Arc<Entry>>,
-) -> (SharedFetch, bool) {
+) -> (SharedFetch, watch::Receiver<bool>, bool) {
+    let epoch = edge.invalidation_epoch.load(Ordering::SeqCst);
     let mut map = edge.inflight.lock();
-    if let Some(f) = map.get(key) {
-        return (f.clone(), true);
+    if let Some(slot) = map.get(key).filter(|s| s.epoch == epoch) {
+        return (slot.fut.clone(), slot.answered.clone(), true);
     }
+    let id = edge.inflight.next_id.fetch_add(1, Ordering::Relaxed);
     let guard = SlotGuard {
         edge: edge.clone(),
         key: key.to_owned(),
+        id,
     };
-    let task = tokio::spawn(run_fetch(edge.clone(), generation.clone(), guard, stale));
+    let (tx, rx) = watch::channel(false);
+    let (edge2, generation2) = (edge.clone(), generation.clone());
+    let task = tokio::spawn(async move {
+        let key = guard.key.clone();
+        let r = run_fetch(&edge2, &generation2, &key, stale, epoch, move || {
+            let _ = tx.send(true);
+        })
+        .await;
+        drop(guard);
+        r
+    });
     let fut: SharedFetch = async move {
         match task.await {
             Ok(r) => r,
@@ -138,221 +165,310 @@ fn join_or_start(
     }
     .boxed()
     .shared();
-    map.insert(key.to_owned(), fut.clone());
-    (fut, false)
+    map.insert(
+        key.to_owned(),
+        Slot {
+            id,
+            epoch,
+            fut: fut.clone(),
+            answered: rx.clone(),
+        },
+    );
+    (fut, rx, false)
 }
 
 async fn run_fetch(
-    edge: Arc<Edge>,
-    generation: Arc<Generation>,
-    guard: SlotGuard,
+    edge: &Arc<Edge>,
+    generation: &Arc<Generation>,
+    key: &str,
     stale: Option<Arc<Entry>>,
+    epoch: u64,
+    answered: impl FnOnce(),
 ) -> FetchResult {
-    let key = guard.key.as_str();
-    let epoch = edge.invalidation_epoch.load(Ordering::Acquire);
-    let path = crate::cache::key::key_path(key).to_owned();
+    let path = crate::cache::key::key_path(key);
     let validators = stale
         .as_ref()
         .filter(|e| !e.is_negative())
         .map(|e| e.validators())
         .unwrap_or_default();
-    let result = fetch_entry(&edge, &generation, &path, validators, stale.as_deref()).await;
-    if let Ok(fetched) = &result {
-        if let Fetched::Entry {
-            entry,
-            kind: FetchKind::Stored | FetchKind::Refreshed,
-        } = &**fetched
-        {
-            if edge.invalidation_epoch.load(Ordering::Acquire) == epoch {
-                generation.store.insert(key.to_owned(), entry.clone()).await;
+    let result = super::fill::fill(
+        edge,
+        generation,
+        path,
+        validators,
+        stale.as_deref(),
+        answered,
+    )
+    .await;
+    match &result {
+        Ok(fetched) => {
+            generation.misses.errors.invalidate(key);
+            if let Fetched::Entry { entry, kind } = &**fetched {
+                match kind {
+                    FetchKind::Stored | FetchKind::Refreshed => {
+                        store_checked(edge, generation, key, entry.clone(), epoch).await;
+                    }
+                    FetchKind::RefreshedDropped => generation.store.remove(key).await,
+                    FetchKind::NotStored => {}
+                }
             }
         }
+        Err(e) => remember_error(generation, key, e),
     }
-    drop(guard);
     result
 }
 
-/// One origin GET turned into something the viewer can be answered from.
-async fn fetch_entry(
+/// Stores `entry` unless an invalidation happened since the fetch began. The epoch is read
+/// again after the insert: an invalidation that bumped it in between either is seen here (and
+/// the entry removed) or runs its removal after the insert (and removes it itself).
+async fn store_checked(
     edge: &Edge,
     generation: &Generation,
-    path: &str,
-    validators: Validators,
-    stale: Option<&Entry>,
-) -> FetchResult {
-    let settings = &generation.settings;
-    let started = Instant::now();
-    let res = generation
-        .origin
-        .fetch(OriginRequest {
-            path: path.to_owned(),
-            head: false,
-            validators,
-        })
-        .await;
-    edge.metrics
-        .origin_duration
-        .observe(started.elapsed().as_secs_f64());
-    let resp = match res {
-        Ok(r) => r,
-        Err(e) => {
-            count_origin(edge, "error");
-            edge.metrics
-                .origin_errors
-                .get_or_create(&super::metrics::KindLabels { kind: e.kind() })
-                .inc();
-            tracing::warn!(path, error = %e, "origin fetch failed");
-            return Err(e);
-        }
-    };
-    edge.mark_ready();
-    let now = Instant::now();
-    let policy = settings.ttl.for_path(path);
-    match resp.status {
-        OriginStatus::NotModified => {
-            count_origin(edge, "not_modified");
-            let Some(old) = stale else {
-                return Err(OriginError::Status {
-                    status: 304,
-                    message: "304 to an unconditional request".into(),
-                });
-            };
-            let mut meta = resp.meta;
-            if meta.cache_control.is_none() && meta.expires.is_none() {
-                let stored = old.stored_meta();
-                meta.cache_control = stored.cache_control;
-                meta.expires = stored.expires;
-            }
-            let ttl = match freshness::decide(policy, &origin_freshness(&meta), SystemTime::now()) {
-                Decision::Store { ttl } => ttl,
-                Decision::Bypass => Duration::ZERO,
-            };
-            let entry = Arc::new(old.refreshed(&meta, ttl, settings.windows, now));
-            Ok(Arc::new(Fetched::Entry {
-                entry,
-                kind: FetchKind::Refreshed,
-            }))
-        }
-        OriginStatus::NotFound | OriginStatus::Forbidden => {
-            let (code, outcome, text) = if resp.status == OriginStatus::NotFound {
-                (StatusCode::NOT_FOUND, "not_found", "404 Not Found\n")
-            } else {
-                (StatusCode::FORBIDDEN, "forbidden", "403 Forbidden\n")
-            };
-            count_origin(edge, outcome);
-            let ttl = settings
-                .error_response(code.as_u16())
-                .and_then(|e| e.ttl)
-                .map_or(settings.negative_ttl, |d| d.as_duration());
-            let entry = Arc::new(Entry::negative(
-                code,
-                Bytes::from_static(text.as_bytes()),
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-                ttl,
-                now,
-            ));
-            let kind = if ttl.is_zero() {
-                FetchKind::NotStored
-            } else {
-                FetchKind::Stored
-            };
-            Ok(Arc::new(Fetched::Entry { entry, kind }))
-        }
-        OriginStatus::Ok => {
-            count_origin(edge, "ok");
-            let meta = resp.meta;
-            let Some(mut body) = resp.body else {
-                return Err(OriginError::Body("origin sent no body".into()));
-            };
-            let max = settings.max_object_size;
-            if meta.content_length.is_some_and(|n| n > max) {
-                return Ok(pass_through(meta, Bytes::new(), body));
-            }
-            let declared = meta.content_length;
-            let mut buf = BytesMut::with_capacity(declared.map_or(16 * 1024, |n| n as usize));
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk?;
-                if (buf.len() + chunk.len()) as u64 > max {
-                    // Unknown length and over the limit: stream the rest through.
-                    buf.extend_from_slice(&chunk);
-                    return Ok(pass_through(meta, buf.freeze(), body));
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            if let Some(n) = declared {
-                if n != buf.len() as u64 {
-                    count_origin_error(edge, "body");
-                    return Err(OriginError::Body(format!(
-                        "truncated body: {} of {n} bytes",
-                        buf.len()
-                    )));
-                }
-            }
-            let decision = freshness::decide(policy, &origin_freshness(&meta), SystemTime::now());
-            let (ttl, kind) = match decision {
-                Decision::Store { ttl } => (ttl, FetchKind::Stored),
-                Decision::Bypass => (Duration::ZERO, FetchKind::NotStored),
-            };
-            // `buf` was allocated for exactly this body, so the stored Bytes pins no
-            // oversized network buffer.
-            let entry = Arc::new(Entry::from_origin(
-                &meta,
-                buf.freeze(),
-                ttl,
-                settings.windows,
-                now,
-            ));
-            Ok(Arc::new(Fetched::Entry { entry, kind }))
-        }
+    key: &str,
+    entry: Arc<Entry>,
+    epoch: u64,
+) -> bool {
+    if edge.invalidation_epoch.load(Ordering::SeqCst) != epoch {
+        return false;
     }
-}
-
-fn pass_through(meta: ObjectMeta, prefix: Bytes, rest: OriginBody) -> Arc<Fetched> {
-    let pass = Box::new(PassThrough { meta, prefix, rest });
-    Arc::new(Fetched::Stream(Mutex::new(Some(pass))))
-}
-
-fn count_origin(edge: &Edge, outcome: &'static str) {
-    edge.metrics
-        .origin_requests
-        .get_or_create(&super::metrics::OutcomeLabels { outcome })
-        .inc();
-}
-
-fn count_origin_error(edge: &Edge, kind: &'static str) {
-    edge.metrics
-        .origin_errors
-        .get_or_create(&super::metrics::KindLabels { kind })
-        .inc();
-}
-
-/// Freshness inputs from origin metadata.
-pub fn origin_freshness(meta: &ObjectMeta) -> OriginFreshness {
-    OriginFreshness {
-        cache_control: meta
-            .cache_control
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .map(CacheControl::parse),
-        expires: meta.expires.as_ref().map(|v| {
-            v.to_str()
-                .map_or(SystemTime::UNIX_EPOCH, freshness::parse_expires)
-        }),
-        date: None,
+    generation.store.insert(key.to_owned(), entry).await;
+    if edge.invalidation_epoch.load(Ordering::SeqCst) != epoch {
+        generation.store.remove(key).await;
+        return false;
     }
+    true
 }
 
-/// An uncollapsed fetch for a request that lost the race for a pass-through stream.
-pub async fn fetch_direct(
-    generation: &Generation,
-    path: &str,
-) -> Result<crate::origin::OriginResponse, OriginError> {
+/// Error caching: the failure is remembered for keys that have no stale copy to serve.
+fn remember_error(generation: &Generation, key: &str, e: &OriginError) {
+    let ttl = generation
+        .settings
+        .error_ttl_for(e.viewer_status().as_u16());
+    if ttl.is_zero() {
+        return;
+    }
+    generation.misses.errors.insert(
+        key.to_owned(),
+        CachedError {
+            error: e.clone(),
+            until: Instant::now() + ttl,
+        },
+    );
+}
+
+/// A remembered origin failure for `key`, if still current.
+pub fn cached_error(generation: &Generation, key: &str) -> Option<OriginError> {
     generation
-        .origin
-        .fetch(OriginRequest {
-            path: path.to_owned(),
-            head: false,
-            validators: Validators::default(),
+        .misses
+        .errors
+        .get(key)
+        .filter(|c| c.until > Instant::now())
+        .map(|c| c.error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EdgeConfig;
+    use crate::origin::{ObjectMeta, OriginClient, OriginRequest, OriginResponse, OriginStatus};
+    use crate::server::Settings;
+    use bytes::Bytes;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    /// An origin that reads the object when asked, then holds its answer until released.
+    struct GatedOrigin {
+        body: Mutex<Bytes>,
+        calls: AtomicUsize,
+        gate: tokio::sync::Semaphore,
+    }
+
+    impl OriginClient for GatedOrigin {
+        fn fetch(&self, _req: OriginRequest) -> BoxFuture<'_, Result<OriginResponse, OriginError>> {
+            let body = self.body.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let _permit = self.gate.acquire().await;
+                let chunk: Result<Bytes, OriginError> = Ok(body.clone());
+                Ok(OriginResponse {
+                    status: OriginStatus::Ok,
+                    meta: ObjectMeta {
+                        content_length: Some(body.len() as u64),
+                        cache_control: Some(http::HeaderValue::from_static("max-age=600")),
+                        ..ObjectMeta::default()
+                    },
+                    body: Some(Box::pin(futures::stream::iter([chunk]))),
+                })
+            }
+            .boxed()
+        }
+
+        fn probe(&self) -> BoxFuture<'_, Result<(), OriginError>> {
+            async { Ok(()) }.boxed()
+        }
+    }
+
+    fn edge(origin: Arc<GatedOrigin>, header_wait: Duration) -> Arc<Edge> {
+        let mut settings = Settings::new(EdgeConfig::for_bucket("bkt"));
+        settings.header_wait = header_wait;
+        let generation = Generation::new(settings, origin, crate::cache::Store::new(1 << 20));
+        Arc::new(Edge::new(generation, None, false))
+    }
+
+    fn origin(body: &'static str) -> Arc<GatedOrigin> {
+        Arc::new(GatedOrigin {
+            body: Mutex::new(Bytes::from_static(body.as_bytes())),
+            calls: AtomicUsize::new(0),
+            gate: tokio::sync::Semaphore::new(0),
         })
-        .await
+    }
+
+    async fn wait_calls(o: &GatedOrigin, n: usize) {
+        while o.calls.load(Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn body_of(r: &Collapsed) -> Option<Bytes> {
+        match r {
+            Collapsed::Done(Ok(f)) => match &**f {
+                Fetched::Entry { entry, .. } => Some(entry.body.clone()),
+                Fetched::Stream(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_during_a_fetch_is_never_undone() {
+        for release_old_first in [true, false] {
+            let o = origin("old");
+            let e = edge(o.clone(), Duration::from_secs(5));
+            let g = e.current.load_full();
+            let first = tokio::spawn({
+                let (e, g) = (e.clone(), g.clone());
+                async move { fetch_collapsed(&e, &g, "/x", None).await }
+            });
+            wait_calls(&o, 1).await;
+            // The object changes and is invalidated while the fetch holds the old one.
+            *o.body.lock().unwrap_or_else(|p| p.into_inner()) = Bytes::from_static(b"new");
+            e.invalidation_epoch.fetch_add(1, Ordering::SeqCst);
+            g.store
+                .invalidate(&crate::cache::key::PathMatcher::parse("/x").expect("p"))
+                .await;
+            let second = tokio::spawn({
+                let (e, g) = (e.clone(), g.clone());
+                async move { fetch_collapsed(&e, &g, "/x", None).await }
+            });
+            wait_calls(&o, 2).await;
+            if release_old_first {
+                o.gate.add_permits(1);
+                let (r, _) = first.await.expect("first");
+                assert_eq!(body_of(&r).as_deref(), Some(&b"old"[..]));
+                o.gate.add_permits(1);
+            } else {
+                o.gate.add_permits(1);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                o.gate.add_permits(1);
+                first.await.expect("first");
+            }
+            let (r, joined) = second.await.expect("second");
+            assert!(
+                !joined,
+                "must not join the fetch from before the invalidation"
+            );
+            assert_eq!(body_of(&r).as_deref(), Some(&b"new"[..]));
+            let stored = g.store.get("/x").await.expect("stored");
+            assert_eq!(&stored.body[..], b"new", "old first: {release_old_first}");
+            assert!(e.inflight.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn waiters_give_up_on_a_slow_origin_and_the_leader_still_stores() {
+        let o = origin("body");
+        let e = edge(o.clone(), Duration::from_millis(100));
+        let g = e.current.load_full();
+        let leader = tokio::spawn({
+            let (e, g) = (e.clone(), g.clone());
+            async move { fetch_collapsed(&e, &g, "/slow", None).await }
+        });
+        wait_calls(&o, 1).await;
+        let started = std::time::Instant::now();
+        let (r, joined) = fetch_collapsed(&e, &g, "/slow", None).await;
+        assert!(joined);
+        assert!(matches!(r, Collapsed::GaveUp));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        o.gate.add_permits(1);
+        let (r, joined) = leader.await.expect("leader");
+        assert!(!joined);
+        assert_eq!(body_of(&r).as_deref(), Some(&b"body"[..]));
+        assert!(g.store.get("/slow").await.is_some());
+    }
+
+    /// An origin answering from a script, one answer per call.
+    struct ScriptedOrigin {
+        answers: Mutex<Vec<(OriginStatus, &'static str, &'static str)>>,
+    }
+
+    impl OriginClient for ScriptedOrigin {
+        fn fetch(&self, _req: OriginRequest) -> BoxFuture<'_, Result<OriginResponse, OriginError>> {
+            let next = self
+                .answers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(0);
+            async move {
+                let (status, cc, body) = next;
+                let chunk: Result<Bytes, OriginError> = Ok(Bytes::from_static(body.as_bytes()));
+                Ok(OriginResponse {
+                    status,
+                    meta: ObjectMeta {
+                        content_length: Some(body.len() as u64),
+                        etag: Some(http::HeaderValue::from_static("\"e1\"")),
+                        cache_control: Some(http::HeaderValue::from_static(cc)),
+                        ..ObjectMeta::default()
+                    },
+                    body: (status == OriginStatus::Ok)
+                        .then(|| Box::pin(futures::stream::iter([chunk])) as _),
+                })
+            }
+            .boxed()
+        }
+
+        fn probe(&self) -> BoxFuture<'_, Result<(), OriginError>> {
+            async { Ok(()) }.boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_304_that_says_no_store_drops_the_entry() {
+        let o = Arc::new(ScriptedOrigin {
+            answers: Mutex::new(vec![
+                (OriginStatus::Ok, "max-age=0", "body"),
+                (OriginStatus::NotModified, "max-age=60", ""),
+                (OriginStatus::NotModified, "no-store", ""),
+            ]),
+        });
+        let settings = Settings::new(EdgeConfig::for_bucket("bkt"));
+        let generation = Generation::new(settings, o, crate::cache::Store::new(1 << 20));
+        let e = Arc::new(Edge::new(generation, None, false));
+        let g = e.current.load_full();
+        let (r, _) = fetch_collapsed(&e, &g, "/o", None).await;
+        assert_eq!(body_of(&r).as_deref(), Some(&b"body"[..]));
+        let stale = g.store.get("/o").await.expect("stored, stale at once");
+        let (r, _) = fetch_collapsed(&e, &g, "/o", Some(stale)).await;
+        assert!(
+            matches!(&r, Collapsed::Done(Ok(f)) if matches!(&**f, Fetched::Entry { kind: FetchKind::Refreshed, .. }))
+        );
+        let refreshed = g.store.get("/o").await.expect("refreshed");
+        assert!(refreshed.is_fresh(Instant::now()));
+        // The next 304 forbids storing: served once from the old body, then gone.
+        let (r, _) = fetch_collapsed(&e, &g, "/o", Some(refreshed)).await;
+        assert_eq!(body_of(&r).as_deref(), Some(&b"body"[..]));
+        assert!(
+            matches!(&r, Collapsed::Done(Ok(f)) if matches!(&**f, Fetched::Entry { kind: FetchKind::RefreshedDropped, .. }))
+        );
+        assert!(g.store.get("/o").await.is_none(), "dropped");
+    }
 }

@@ -35,6 +35,11 @@ pub struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
 }
@@ -45,6 +50,9 @@ pub struct Metrics {
     pub response_bytes: Counter,
     pub origin_requests: Family<OutcomeLabels, Counter>,
     pub origin_errors: Family<KindLabels, Counter>,
+    pub origin_error_codes: Family<CodeLabels, Counter>,
+    pub origin_degraded: Gauge,
+    pub collapse_gave_up: Counter,
     pub origin_duration: Histogram,
     pub cache_entries: Gauge,
     pub cache_weighted_bytes: Gauge,
@@ -85,6 +93,24 @@ impl Metrics {
             "origin_errors",
             "Failed origin fetches by kind",
             origin_errors.clone(),
+        );
+        let origin_error_codes = Family::<CodeLabels, Counter>::default();
+        registry.register(
+            "origin_error_codes",
+            "Failed origin fetches by S3 error code (or Timeout, ConnectError, Http5xx…)",
+            origin_error_codes.clone(),
+        );
+        let origin_degraded = Gauge::default();
+        registry.register(
+            "origin_degraded",
+            "1 while the origin is failing (consecutive failures since its last answer)",
+            origin_degraded.clone(),
+        );
+        let collapse_gave_up = Counter::default();
+        registry.register(
+            "collapse_gave_up",
+            "Collapsed waiters that stopped waiting for a slow shared fetch",
+            collapse_gave_up.clone(),
         );
         let origin_duration = Histogram::new([
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -131,6 +157,9 @@ impl Metrics {
             response_bytes,
             origin_requests,
             origin_errors,
+            origin_error_codes,
+            origin_degraded,
+            collapse_gave_up,
             origin_duration,
             cache_entries,
             cache_weighted_bytes,

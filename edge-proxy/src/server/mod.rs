@@ -3,9 +3,15 @@
 
 pub mod admin;
 pub mod body;
+pub mod cache_status;
+pub mod error_page;
 pub mod fetch;
+pub mod fill;
+pub mod health;
 pub mod metrics;
+pub mod passthrough;
 pub mod reload;
+pub mod respond;
 pub mod viewer;
 
 use std::convert::Infallible;
@@ -39,6 +45,13 @@ pub struct Settings {
     pub error_responses: Vec<CustomErrorResponse>,
     /// Bound on how long a request waits for a shared origin fetch.
     pub collapse_wait: Duration,
+    /// How long a collapsed waiter waits for the shared fetch's origin to answer before it
+    /// serves stale or fetches on its own (about the first-byte timeout).
+    pub header_wait: Duration,
+    /// Bound on buffering a cacheable body (`origin.timeouts.total`).
+    pub fill_timeout: Duration,
+    /// Error caching: default TTL for remembered origin failures.
+    pub error_ttl: Duration,
     /// Signed URLs/cookies, viewer limits, response headers policy (`config.security`).
     pub security: Arc<crate::security::Security>,
 }
@@ -55,6 +68,7 @@ impl Settings {
             windows: StaleWindows {
                 stale_if_error: cache.stale_if_error.as_duration(),
                 stale_while_revalidate: cache.stale_while_revalidate.as_duration(),
+                must_revalidate: false,
             },
             negative_ttl: cache.negative_ttl.as_duration(),
             max_object_size: cache.max_object_size.0,
@@ -62,6 +76,9 @@ impl Settings {
             error_responses: config.custom_error_responses.clone(),
             collapse_wait: (per_attempt * attempts).max(t.total.as_duration())
                 + Duration::from_secs(2),
+            header_wait: per_attempt + Duration::from_millis(500),
+            fill_timeout: t.total.as_duration(),
+            error_ttl: cache.error_caching_min_ttl.as_duration(),
             // Keys were checked when the config was accepted; if they still fail, signed paths
             // refuse everyone rather than open up.
             security: Arc::new(
@@ -77,6 +94,44 @@ impl Settings {
     pub fn error_response(&self, code: u16) -> Option<&CustomErrorResponse> {
         self.error_responses.iter().find(|e| e.error_code == code)
     }
+
+    /// How long an origin failure answered with `status` is remembered.
+    pub fn error_ttl_for(&self, status: u16) -> Duration {
+        self.error_response(status)
+            .and_then(|e| e.ttl)
+            .map_or(self.error_ttl, |d| d.as_duration())
+    }
+}
+
+/// An origin failure remembered for a key (error caching), until `until`.
+#[derive(Debug, Clone)]
+pub struct CachedError {
+    pub error: crate::origin::OriginError,
+    pub until: std::time::Instant,
+}
+
+/// Side tables of a generation, consulted on misses only (never on the hit path).
+pub struct MissState {
+    /// Recent origin failures by key, for keys without a stale copy (error caching).
+    pub errors: moka::sync::Cache<String, CachedError>,
+    /// Keys known to be larger than `maxObjectSize`: fetched as pass-through directly, with
+    /// the viewer's `Range` and validators.
+    pub large: moka::sync::Cache<String, ()>,
+}
+
+impl Default for MissState {
+    fn default() -> Self {
+        MissState {
+            errors: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
+            large: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(300))
+                .build(),
+        }
+    }
 }
 
 /// Everything replaced together on a reload.
@@ -84,6 +139,18 @@ pub struct Generation {
     pub settings: Settings,
     pub origin: Arc<dyn OriginClient>,
     pub store: Store,
+    pub misses: Arc<MissState>,
+}
+
+impl Generation {
+    pub fn new(settings: Settings, origin: Arc<dyn OriginClient>, store: Store) -> Generation {
+        Generation {
+            settings,
+            origin,
+            store,
+            misses: Arc::new(MissState::default()),
+        }
+    }
 }
 
 /// Process-wide state shared by all requests.
@@ -91,6 +158,7 @@ pub struct Edge {
     pub current: ArcSwap<Generation>,
     pub inflight: fetch::Inflight,
     pub metrics: metrics::Metrics,
+    pub health: health::OriginHealth,
     ready: AtomicBool,
     /// Bumped by every invalidation; fetches started earlier do not store their result.
     pub invalidation_epoch: AtomicU64,
@@ -104,6 +172,7 @@ impl Edge {
             current: ArcSwap::from_pointee(generation),
             inflight: fetch::Inflight::default(),
             metrics: metrics::Metrics::new(),
+            health: health::OriginHealth::default(),
             ready: AtomicBool::new(false),
             invalidation_epoch: AtomicU64::new(0),
             admin_token: admin_token.filter(|t| !t.is_empty()),
@@ -260,5 +329,34 @@ pub async fn serve_viewer(
         .is_err()
     {
         tracing::warn!("shutdown grace elapsed with connections still open");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Dur;
+
+    #[test]
+    fn error_caching_ttl_per_status() {
+        let mut cfg = EdgeConfig::for_bucket("bkt");
+        cfg.custom_error_responses.push(CustomErrorResponse {
+            error_code: 504,
+            response_page_path: None,
+            response_code: None,
+            ttl: Some(Dur::secs(1)),
+        });
+        let s = Settings::new(cfg.clone());
+        assert_eq!(
+            s.error_ttl_for(502),
+            Duration::from_secs(10),
+            "CloudFront's default"
+        );
+        assert_eq!(s.error_ttl_for(504), Duration::from_secs(1));
+        cfg.cache.error_caching_min_ttl = Dur::ZERO;
+        assert!(Settings::new(cfg).error_ttl_for(502).is_zero());
+        // The collapsed-waiter bound is about the first-byte timeout, not the whole fetch.
+        assert!(s.header_wait < s.collapse_wait);
+        assert!(s.header_wait <= Duration::from_secs(14));
     }
 }

@@ -57,7 +57,17 @@ pub async fn watch(
     }
 }
 
-/// Installs a new config, keeping the origin client and cache where they are unchanged.
+/// The origin's identity: what decides whether cached objects still describe it. Timeouts,
+/// retries and addressing style do not.
+fn same_identity(a: &crate::config::OriginConfig, b: &crate::config::OriginConfig) -> bool {
+    a.s3.bucket == b.s3.bucket
+        && a.s3.endpoint == b.s3.endpoint
+        && a.s3.region == b.s3.region
+        && a.s3.prefix == b.s3.prefix
+}
+
+/// Installs a new config. The origin client is rebuilt when any origin setting changed; the
+/// cache is kept unless the origin's identity changed (a new cache size copies it over).
 pub async fn apply(edge: &Edge, cfg: EdgeConfig) {
     let old = edge.current.load_full();
     let old_cfg = &old.settings.config;
@@ -65,30 +75,64 @@ pub async fn apply(edge: &Edge, cfg: EdgeConfig) {
         tracing::warn!("server (listen addresses) changes need a restart; ignored until then");
     }
     let same_origin = old_cfg.origin == cfg.origin;
+    let same_identity = same_identity(&old_cfg.origin, &cfg.origin);
     let same_size = old_cfg.cache.memory == cfg.cache.memory;
     let origin = if same_origin {
         old.origin.clone()
     } else {
         Arc::new(S3Origin::new(&cfg.origin).await) as Arc<dyn crate::origin::OriginClient>
     };
-    let store = if same_origin && same_size {
-        old.store.clone()
-    } else {
-        Store::new(cfg.cache.memory.0)
+    let store = match (same_identity, same_size) {
+        (true, true) => old.store.clone(),
+        (true, false) => {
+            let s = Store::new(cfg.cache.memory.0);
+            s.absorb(&old.store).await;
+            s
+        }
+        (false, _) => Store::new(cfg.cache.memory.0),
     };
-    let flushed = !(same_origin && same_size);
-    edge.current.store(Arc::new(Generation {
-        settings: Settings::new(cfg),
-        origin,
-        store,
-    }));
-    if flushed {
-        old.store.invalidate_all();
+    let mut generation = Generation::new(Settings::new(cfg), origin, store);
+    if same_identity {
+        generation.misses = old.misses.clone();
+    }
+    edge.current.store(Arc::new(generation));
+    if same_identity {
         tracing::info!(
-            origin_changed = !same_origin,
-            "config reloaded; cache flushed"
+            origin_client_rebuilt = !same_origin,
+            cache_resized = !same_size,
+            "config reloaded; cache kept"
         );
     } else {
-        tracing::info!("config reloaded; cache kept");
+        old.store.invalidate_all();
+        tracing::info!("config reloaded; origin identity changed, cache flushed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Dur;
+
+    #[test]
+    fn identity_is_bucket_endpoint_region_prefix() {
+        let a = EdgeConfig::for_bucket("bkt").origin;
+        let mut b = a.clone();
+        b.timeouts.total = Dur::secs(1);
+        b.max_attempts = 1;
+        b.s3.force_path_style = !a.s3.force_path_style;
+        assert!(
+            same_identity(&a, &b),
+            "timeouts and retries are not identity"
+        );
+        for change in [
+            |o: &mut crate::config::OriginConfig| o.s3.bucket = "other".into(),
+            |o: &mut crate::config::OriginConfig| o.s3.endpoint = Some("http://x:1".into()),
+            |o: &mut crate::config::OriginConfig| o.s3.region = "eu-west-1".into(),
+            |o: &mut crate::config::OriginConfig| o.s3.prefix = "p/".into(),
+        ] {
+            let mut c = a.clone();
+            change(&mut c);
+            assert!(!same_identity(&a, &c));
+        }
     }
 }

@@ -1,0 +1,90 @@
+//! A retry budget: retries may add at most a fixed fraction of the request rate (plus a small
+//! burst), so a throttling or failing origin never sees its load multiplied by the attempt count.
+//! Each first attempt deposits `ratio` of a token; each retry withdraws one whole token.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// Milli-tokens per token.
+const MILLI: i64 = 1000;
+
+#[derive(Debug)]
+pub struct RetryBudget {
+    balance: AtomicI64,
+    deposit: i64,
+    cap: i64,
+}
+
+impl RetryBudget {
+    /// `ratio` retries per request at most (e.g. 0.1), with up to `burst` retries banked.
+    pub fn new(ratio: f64, burst: u32) -> RetryBudget {
+        let cap = i64::from(burst) * MILLI;
+        RetryBudget {
+            balance: AtomicI64::new(cap),
+            deposit: (ratio.clamp(0.0, 1.0) * MILLI as f64) as i64,
+            cap,
+        }
+    }
+
+    /// Records a first attempt.
+    pub fn deposit(&self) {
+        let _ = self
+            .balance
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some((b + self.deposit).min(self.cap))
+            });
+    }
+
+    /// Takes one retry from the budget; `false` when the budget is spent.
+    pub fn try_withdraw(&self) -> bool {
+        self.balance
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                (b >= MILLI).then_some(b - MILLI)
+            })
+            .is_ok()
+    }
+}
+
+impl Default for RetryBudget {
+    /// 10 % of requests, 10 banked.
+    fn default() -> Self {
+        RetryBudget::new(0.1, 10)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_are_bounded_by_the_request_rate() {
+        let b = RetryBudget::new(0.1, 10);
+        let mut retries = 0;
+        for _ in 0..1000 {
+            b.deposit();
+            // Every request fails and wants to retry twice (max_attempts = 3).
+            for _ in 0..2 {
+                if b.try_withdraw() {
+                    retries += 1;
+                }
+            }
+        }
+        // 10 banked + 10 % of 1000.
+        assert!((100..=110).contains(&retries), "{retries}");
+    }
+
+    #[test]
+    fn a_quiet_origin_gets_its_burst_back() {
+        let b = RetryBudget::new(0.5, 2);
+        assert!(b.try_withdraw());
+        assert!(b.try_withdraw());
+        assert!(!b.try_withdraw());
+        b.deposit();
+        assert!(!b.try_withdraw());
+        b.deposit();
+        assert!(b.try_withdraw());
+        for _ in 0..100 {
+            b.deposit();
+        }
+        assert!(b.try_withdraw() && b.try_withdraw() && !b.try_withdraw());
+    }
+}

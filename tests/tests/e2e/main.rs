@@ -7,6 +7,7 @@
 mod edge_admin;
 mod edge_cache;
 mod edge_origin;
+mod edge_resilience;
 mod security_hostile;
 mod security_signed;
 mod security_support;

@@ -101,6 +101,10 @@ can no "$sa" create pods any-ns
 can no "$sa" create pods/exec any-ns
 can no "$sa" create clusterroles
 can no "$sa" get nodes
+# Tenancy: reads namespaces (is a Distribution's namespace terminating?), never writes them.
+can yes "$sa" get namespaces
+can no "$sa" delete namespaces
+can no "$sa" patch namespaces
 # One replica: no leader election, so no Lease rights.
 can no "$sa" create leases.coordination.k8s.io kubefront-system
 sa=system:serviceaccount:shop-system:shop-kubefront
@@ -109,6 +113,7 @@ can no "$sa" patch distributions.kubefront.io other
 can yes "$sa" patch deployments.apps shop-edge
 can no "$sa" patch deployments.apps other
 can no "$sa" list distributions.kubefront.io ALL
+can no "$sa" get namespaces
 can yes "$sa" create leases.coordination.k8s.io shop-system
 can yes "$sa" update leases.coordination.k8s.io/kubefront-operator shop-system
 can no "$sa" update leases.coordination.k8s.io/other shop-system

@@ -136,13 +136,15 @@ async fn an_expired_entry_is_not_served_as_a_hit() {
         .put(
             "/short",
             "short-lived",
-            ObjectMeta::cache_control("max-age=1"),
+            // Long enough that the Hit right after the Miss is inside it even on a loaded
+            // 2-core machine; the sleep below only has to outlast it.
+            ObjectMeta::cache_control("max-age=4"),
         )
         .await
         .unwrap();
     assert_eq!(s.get("/short").await.x_cache(), "Miss");
     assert_eq!(s.get("/short").await.x_cache(), "Hit");
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    tokio::time::sleep(Duration::from_millis(5200)).await;
     let after = s.get("/short").await;
     assert_eq!(after.status, 200);
     assert_ne!(after.x_cache(), "Hit", "{}", after.cache_status());
@@ -236,7 +238,8 @@ async fn changed_object_after_expiry_is_fetched_again() {
     let Some(s) = Scenario::start("changed", |_| {}).await else {
         return;
     };
-    let cc = ObjectMeta::cache_control("max-age=1");
+    // A window the "still fresh" check cannot miss on a loaded machine; the sleep outlasts it.
+    let cc = ObjectMeta::cache_control("max-age=4");
     s.bucket
         .put("/v.txt", "version one", cc.clone())
         .await
@@ -244,7 +247,7 @@ async fn changed_object_after_expiry_is_fetched_again() {
     assert_eq!(s.get("/v.txt").await.text(), "version one");
     s.bucket.put("/v.txt", "version two!", cc).await.unwrap();
     assert_eq!(s.get("/v.txt").await.text(), "version one", "still fresh");
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    tokio::time::sleep(Duration::from_millis(5200)).await;
     let r = s.get("/v.txt").await;
     assert_eq!(r.text(), "version two!");
     assert_ne!(r.x_cache(), "RefreshHit");

@@ -271,7 +271,7 @@ async fn a_changed_config_file_is_reloaded_and_keeps_the_cache() {
 
     // Same origin, different TTL: the entry survives.
     let mut cfg = s.config.clone();
-    cfg.cache.default_ttl = Dur::secs(1);
+    cfg.cache.default_ttl = Dur::secs(600);
     s.edge.rewrite_config(&cfg).unwrap();
     wait_for_reloads(&s, before + 1.0).await;
     let r = s.get("/r.txt").await;
@@ -281,23 +281,45 @@ async fn a_changed_config_file_is_reloaded_and_keeps_the_cache() {
         "reload with the same origin keeps the cache"
     );
     assert_eq!(s.origin_gets("/r.txt"), 1);
-    // The new default TTL (1 s) applies to new entries.
+    // The new default TTL (600 s, was 3600 s) applies to new entries: read from the entry's
+    // remaining freshness in Cache-Status, not from a short TTL racing the clock.
     s.bucket
         .put("/new.txt", "new", ObjectMeta::default())
         .await
         .unwrap();
     assert_eq!(s.get("/new.txt").await.x_cache(), "Miss");
-    assert_eq!(s.get("/new.txt").await.x_cache(), "Hit");
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    assert_ne!(
-        s.get("/new.txt").await.x_cache(),
-        "Hit",
-        "the reloaded 1 s default TTL must have expired the new entry"
+    let hit = s.get("/new.txt").await;
+    assert_eq!(hit.x_cache(), "Hit");
+    let ttl = hit.cache_status_ttl().expect("ttl in Cache-Status");
+    assert!(
+        (500..=600).contains(&ttl),
+        "the reloaded 600 s default TTL must apply to the new entry: {}",
+        hit.cache_status()
+    );
+    let old = s.get("/r.txt").await;
+    assert!(
+        old.cache_status_ttl().is_some_and(|t| t > 600),
+        "the entry stored before the reload keeps its freshness: {}",
+        old.cache_status()
     );
 
-    // An invalid file is rejected and the old config keeps serving.
+    // An invalid file is rejected (counted), and the old config keeps serving.
+    let rejected = |m: &kubefront_tests::Metrics| {
+        m.sum(
+            "kubefront_edge_config_reloads_total",
+            &[("result", "rejected")],
+        )
+    };
+    let rejected_before = rejected(&s.edge.metrics().await.unwrap());
     std::fs::write(&s.edge.config_path, "origin: [not, a, config]\n").unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rejected(&s.edge.metrics().await.unwrap()) < rejected_before + 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the invalid config file was never counted as rejected"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     s.edge
         .check_alive()
         .expect("edge survives an invalid config file");

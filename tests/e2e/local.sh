@@ -32,9 +32,10 @@ if [[ -n ${KUBEFRONT_E2E_BIN_DIR:-} ]]; then
   out_dir=$KUBEFRONT_E2E_BIN_DIR
   phase "binaries from $out_dir"
 else
-  # One package per cargo invocation, exactly as the Dockerfiles build them: building both at once
-  # unifies their dependencies' features (rustls gets both ring and aws-lc-rs) and yields an
-  # operator that panics at startup choosing a CryptoProvider.
+  # One package per cargo invocation, exactly as the Dockerfiles build them (no feature
+  # unification across the workspace). scripts/test instead passes KUBEFRONT_E2E_BIN_DIR with the
+  # binaries of its one workspace test build; the operator installs its rustls provider
+  # explicitly, so the unified build (ring and aws-lc-rs both linked) starts fine too.
   for crate in kubefront-operator kubefront-edge; do
     phase "cargo build --profile $profile --locked -p $crate"
     nice -n 10 cargo build --profile "$profile" --locked -j 2 -p "$crate"

@@ -1173,6 +1173,25 @@ async fn object_versions(client: &Client, ns: &str) -> Vec<(String, String)> {
 }
 
 /// Whether any of the five edge objects named `name` exists in `ns`.
+/// Deletes Distribution `site` and waits until the region's edge object `object` in `edge_ns`
+/// is gone (the operator's cleanup ran).
+async fn delete_and_wait_clean(
+    dists: &Api<Distribution>,
+    client: &Client,
+    edge_ns: &str,
+    object: &str,
+) {
+    dists
+        .delete("site", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for("cleaned up", Duration::from_secs(120), || {
+        let (client, edge_ns) = (client.clone(), edge_ns.to_string());
+        async move { (!any_edge_object(&client, &edge_ns, object).await).then_some(()) }
+    })
+    .await;
+}
+
 async fn any_edge_object(client: &Client, ns: &str, name: &str) -> bool {
     let c = client.clone();
     Api::<ConfigMap>::namespaced(c.clone(), ns)
@@ -1352,15 +1371,7 @@ async fn other_namespaces_need_the_admins_allowance() {
         start_operator_with(&path, &ns, &["--allow-target-namespace", &rule]).await;
     wait_region(&dists, "site", "far", "Applied", "True", None).await;
     assert!(any_edge_object(&client, &edge_ns, "site-far").await);
-    dists
-        .delete("site", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for("cleaned up", Duration::from_secs(120), || {
-        let (client, edge_ns) = (client.clone(), edge_ns.clone());
-        async move { (!any_edge_object(&client, &edge_ns, "site-far").await).then_some(()) }
-    })
-    .await;
+    delete_and_wait_clean(&dists, &client, &edge_ns, "site-far").await;
     delete_namespaces(&client, &[&ns, &edge_ns]).await;
 }
 
@@ -1558,15 +1569,7 @@ async fn moved_and_renamed_regions_leave_nothing_behind() {
         },
     )
     .await;
-    dists
-        .delete("site", &DeleteParams::default())
-        .await
-        .expect("delete");
-    wait_for("cleaned up", Duration::from_secs(120), || {
-        let (client, edge_ns) = (client.clone(), edge_ns.clone());
-        async move { (!any_edge_object(&client, &edge_ns, "site-two").await).then_some(()) }
-    })
-    .await;
+    delete_and_wait_clean(&dists, &client, &edge_ns, "site-two").await;
     delete_namespaces(&client, &[&ns, &edge_ns]).await;
 }
 

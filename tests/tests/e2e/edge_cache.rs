@@ -2,7 +2,7 @@
 //! origin headers, revalidation, viewer conditionals, ranges, HEAD, methods, default root
 //! object, negative caching, key prefix.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use kubefront_edge::config::{ByteSize, Dur};
 use kubefront_tests::{pseudo_random_bytes, sha256_hex, ObjectMeta, Scenario};
@@ -182,7 +182,9 @@ async fn stale_entry_is_revalidated_with_304_and_body_not_refetched() {
         .put(
             "/big.bin",
             body.clone(),
-            ObjectMeta::cache_control("max-age=1"),
+            // The refreshed entry must still be fresh for the Hit checked at the end, on a
+            // loaded machine; the sleep only has to outlast the window.
+            ObjectMeta::cache_control("max-age=4"),
         )
         .await
         .unwrap();
@@ -195,7 +197,7 @@ async fn stale_entry_is_revalidated_with_304_and_body_not_refetched() {
         &[("outcome", "not_modified")],
     );
 
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    tokio::time::sleep(Duration::from_millis(4200)).await;
     let refreshed = s.get("/big.bin").await;
     assert_eq!(refreshed.status, 200);
     assert_eq!(
@@ -432,13 +434,17 @@ async fn root_serves_the_default_root_object() {
 #[tokio::test]
 async fn missing_objects_are_cached_for_the_negative_ttl() {
     let Some(s) = Scenario::start("negative", |c| {
-        c.cache.negative_ttl = Dur::secs(2);
+        // Long enough that the "still negatively cached" check lands inside it on a loaded
+        // 2-core machine; the wait below is measured from the first 404, not a fixed sleep.
+        c.cache.negative_ttl = Dur::secs(5);
     })
     .await
     else {
         return;
     };
     let r = s.get("/later.txt").await;
+    // The negative entry was stored before this answer arrived.
+    let first_404 = Instant::now();
     assert_eq!(r.status, 404);
     assert_eq!(r.x_cache(), "Error");
     assert_eq!(s.get("/later.txt").await.status, 404);
@@ -453,7 +459,7 @@ async fn missing_objects_are_cached_for_the_negative_ttl() {
         404,
         "still negatively cached"
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep_until((first_404 + Duration::from_millis(5500)).into()).await;
     let r = s.get("/later.txt").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "now here");

@@ -606,3 +606,53 @@ async fn a_throttling_origin_gets_retries_only_within_the_budget_and_stale_objec
         m.text
     );
 }
+
+#[tokio::test]
+async fn the_configured_stale_while_revalidate_answers_without_waiting_for_the_origin() {
+    // No stale-if-error: an edge that waited for the stalled origin could only answer 504.
+    let Some(s) = Scenario::start("config-swr", |c| {
+        c.cache.stale_while_revalidate = Dur::secs(3600);
+        c.cache.stale_if_error = Dur::ZERO;
+        c.origin.timeouts.first_byte = Dur::secs(30);
+        c.origin.max_attempts = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    s.bucket
+        .put(
+            "/cswr.txt",
+            "stale, served while the origin is asked",
+            ObjectMeta::cache_control("max-age=0"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.get("/cswr.txt").await.x_cache(), "Miss");
+    // The origin still answers, but only after the first-byte timeout.
+    s.relay.set_response_delay(Duration::from_secs(60));
+
+    let asked = Instant::now();
+    let r = s.get("/cswr.txt").await;
+    assert_eq!(r.status, 200, "{} {}", r.cache_status(), r.text());
+    assert_eq!(r.text(), "stale, served while the origin is asked");
+    assert_eq!(r.x_cache(), "Hit", "{}", r.cache_status());
+    assert!(
+        r.cache_status().contains("stale-while-revalidate"),
+        "{}",
+        r.cache_status()
+    );
+    // Far below the 30 s first-byte timeout a waiting edge would have spent.
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        asked.elapsed()
+    );
+    // The background refresh reached the (stalled) origin.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.origin_gets("/cswr.txt") < 2 {
+        assert!(Instant::now() < deadline, "no background refresh");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.relay.set_response_delay(Duration::ZERO);
+}

@@ -1884,3 +1884,192 @@ async fn deleting_a_namespace_with_its_kubeconfig_secret_finishes_and_cleans_up(
     );
     delete_namespaces(&client, &[&remote_ns, &lease_ns]).await;
 }
+
+/// Every way a region's cluster can fail is reported in status under its own reason, and each
+/// is announced once by a Warning Event naming the region: a missing kubeconfig Secret, a
+/// Secret without the key, a Secret that holds no kubeconfig, credentials the API server
+/// rejects (401), an identity without RBAC (403), a target namespace that does not exist, and
+/// a port nobody listens on. The healthy region is applied regardless.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_region_failure_has_its_reason_and_an_event() {
+    let Some(path) = kubeconfig_path() else {
+        return;
+    };
+    let (client, _) = connect(&path).await;
+    install_crd(&client).await;
+    let ns = unique_namespace("reasons");
+    create_namespaces(&client, &[&ns]).await;
+
+    let admin = Kubeconfig::read_from(&path).expect("admin kubeconfig");
+    let cluster = admin.clusters[0].cluster.as_ref().expect("cluster");
+    let server = cluster.server.clone().expect("server");
+    let ca = cluster
+        .certificate_authority_data
+        .clone()
+        .expect("inline CA");
+    let token_kubeconfig = |server: &str, token: &str| {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{server}\", certificate-authority-data: {ca}}}}}]\nusers: [{{name: u, user: {{token: \"{token}\"}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n"
+        )
+    };
+    // An identity the API server knows but that has no RBAC at all.
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    sas.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "nobody"}})).expect("sa"),
+    )
+    .await
+    .expect("service account");
+    let token = sas
+        .create_token_request(
+            "nobody",
+            &PostParams::default(),
+            &serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}))
+                .expect("token request"),
+        )
+        .await
+        .expect("token for the service account")
+        .status
+        .expect("token status")
+        .token
+        .expect("token");
+    let admin_yaml = std::fs::read_to_string(&path).expect("admin kubeconfig");
+    let dead_port = free_port();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for (name, value) in [
+        ("nokey-kubeconfig", "irrelevant".to_string()),
+        (
+            "garbage-kubeconfig",
+            "clusters: [this is not {a kubeconfig".to_string(),
+        ),
+        (
+            "badtoken-kubeconfig",
+            token_kubeconfig(&server, "not-a-valid-token"),
+        ),
+        ("noperm-kubeconfig", token_kubeconfig(&server, &token)),
+        ("admin-kubeconfig", admin_yaml),
+        (
+            "dead-kubeconfig",
+            token_kubeconfig(&format!("https://127.0.0.1:{dead_port}"), "x"),
+        ),
+    ] {
+        let key = if name == "nokey-kubeconfig" {
+            "other"
+        } else {
+            "value"
+        };
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(
+                    json!({"metadata": {"name": name}, "stringData": {key: value}}),
+                )
+                .expect("secret"),
+            )
+            .await
+            .expect("kubeconfig secret");
+    }
+    let (_operator, _) = start_operator(&path, &ns).await;
+    let remote = |region: &str, secret: &str, namespace: &str| {
+        json!({"name": region, "replicas": 1, "namespace": namespace,
+               "cluster": {"kubeconfigSecretRef": {"name": secret}}})
+    };
+    let missing_ns = format!("{ns}-absent");
+    let cases = [
+        ("nosecret", "KubeconfigSecretNotFound"),
+        ("nokey", "KubeconfigKeyMissing"),
+        ("garbage", "KubeconfigInvalid"),
+        ("badtoken", "Unauthorized"),
+        ("noperm", "Forbidden"),
+        ("nons", "NamespaceNotFound"),
+        ("dead", "Unreachable"),
+    ];
+    let regions = json!([
+        {"name": "home", "replicas": 1},
+        remote("nosecret", "absent-kubeconfig", "edge"),
+        remote("nokey", "nokey-kubeconfig", "edge"),
+        remote("garbage", "garbage-kubeconfig", "edge"),
+        remote("badtoken", "badtoken-kubeconfig", "edge"),
+        remote("noperm", "noperm-kubeconfig", "edge"),
+        remote("nons", "admin-kubeconfig", &missing_ns),
+        remote("dead", "dead-kubeconfig", "edge"),
+    ]);
+    let dists: Api<Distribution> = Api::namespaced(client.clone(), &ns);
+    dists
+        .create(&PostParams::default(), &small_distribution("site", regions))
+        .await
+        .expect("create");
+    wait_region(&dists, "site", "home", "Applied", "True", None).await;
+    for (region, reason) in cases {
+        let message = wait_region(&dists, "site", region, "Degraded", "True", Some(reason)).await;
+        assert!(!message.is_empty(), "{region}: {reason} without a message");
+    }
+
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let seen = wait_for(
+        "a Warning event per failing region",
+        Duration::from_secs(60),
+        || {
+            let events = events.clone();
+            async move {
+                let list = events.list(&Default::default()).await.ok()?;
+                let warnings: Vec<(String, String, i32)> = list
+                    .items
+                    .iter()
+                    .filter(|e| e.type_.as_deref() == Some("Warning"))
+                    .map(|e| {
+                        let repeats = e.series.as_ref().map_or(1, |s| s.count);
+                        (
+                            e.reason.clone().unwrap_or_default(),
+                            e.note.clone().unwrap_or_default(),
+                            repeats,
+                        )
+                    })
+                    .collect();
+                cases
+                    .iter()
+                    .all(|(region, reason)| {
+                        warnings.iter().any(|(r, n, _)| {
+                            r == reason && n.starts_with(&format!("region {region}: "))
+                        })
+                    })
+                    .then_some(warnings)
+            }
+        },
+    )
+    .await;
+    // Announced once, not on every retry: one event per failing region and no repeats
+    // counted in its series, although failing regions are retried with backoff meanwhile.
+    for (region, reason) in cases {
+        let times: i32 = seen
+            .iter()
+            .filter(|(r, n, _)| r == reason && n.starts_with(&format!("region {region}: ")))
+            .map(|(_, _, repeats)| *repeats)
+            .sum();
+        assert_eq!(
+            times, 1,
+            "{region}: {reason} announced {times} times: {seen:#?}"
+        );
+    }
+
+    // Leave nothing behind: the dead regions cannot be cleaned, so forget them.
+    dists
+        .patch(
+            "site",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "kubefront.io/forget-unreachable-regions": "true"}}})),
+        )
+        .await
+        .expect("annotate");
+    dists
+        .delete("site", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for("Distribution gone", Duration::from_secs(120), || {
+        let dists = dists.clone();
+        async move { dists.get_opt("site").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    delete_namespaces(&client, &[&ns]).await;
+}

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
-use kubefront_edge::config::{ByteSize, Dur, EdgeConfig};
+use kubefront_edge::config::{
+    ByteSize, Dur, EdgeConfig, TlsCertificate, TlsConfig, TlsVersion, ViewerProtocolPolicy,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +44,31 @@ pub struct RunArgs {
     /// Admin listen address (/healthz, /readyz, /metrics, /invalidate) [default: 0.0.0.0:9090].
     #[arg(long, env = "KUBEFRONT_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
+    /// HTTPS listen address (HTTP/1.1 and HTTP/2 by ALPN), beside --listen.
+    #[arg(long, env = "KUBEFRONT_TLS_LISTEN")]
+    pub tls_listen: Option<String>,
+    /// PEM certificate chain; repeat with --tls-key for several (chosen by SNI, first is the
+    /// default). Watched: a replaced file is loaded without a restart.
+    #[arg(long = "tls-cert", env = "KUBEFRONT_TLS_CERT", value_delimiter = ',')]
+    pub tls_certs: Vec<String>,
+    /// PEM private key of the --tls-cert at the same position.
+    #[arg(long = "tls-key", env = "KUBEFRONT_TLS_KEY", value_delimiter = ',')]
+    pub tls_keys: Vec<String>,
+    /// Lowest TLS version accepted: 1.2 (CloudFront's TLSv1.2_2021) or 1.3.
+    #[arg(long, env = "KUBEFRONT_TLS_MIN_VERSION")]
+    pub tls_min_version: Option<TlsVersion>,
+    /// The HTTPS port viewers use, named in redirect-to-https answers [default: 443].
+    #[arg(long, env = "KUBEFRONT_TLS_PUBLIC_PORT")]
+    pub tls_public_port: Option<u16>,
+    /// Offer HTTP/2 on the HTTPS listener (ALPN h2).
+    #[arg(long, env = "KUBEFRONT_TLS_HTTP2", action = ArgAction::Set)]
+    pub tls_http2: Option<bool>,
+    /// Accept HTTP/2 with prior knowledge (h2c) on the plain listener.
+    #[arg(long, env = "KUBEFRONT_H2C", num_args = 0..=1, default_missing_value = "true")]
+    pub h2c: Option<bool>,
+    /// allow-all, redirect-to-https (301) or https-only (403) for viewers on plain HTTP.
+    #[arg(long, env = "KUBEFRONT_VIEWER_PROTOCOL_POLICY")]
+    pub viewer_protocol_policy: Option<ViewerProtocolPolicy>,
     #[arg(long, env = "KUBEFRONT_ORIGIN_BUCKET")]
     pub origin_bucket: Option<String>,
     /// S3-compatible endpoint URL (MinIO, Garage); AWS when absent.
@@ -121,6 +148,12 @@ impl RunArgs {
         }
         set(&mut cfg.server.listen, &self.listen);
         set(&mut cfg.server.admin_listen, &self.admin_listen);
+        self.apply_tls(cfg);
+        set(&mut cfg.server.h2c, &self.h2c);
+        set(
+            &mut cfg.viewer_protocol_policy,
+            &self.viewer_protocol_policy,
+        );
         set(&mut cfg.origin.s3.bucket, &self.origin_bucket);
         if self.origin_endpoint.is_some() {
             cfg.origin.s3.endpoint.clone_from(&self.origin_endpoint);
@@ -163,8 +196,54 @@ impl RunArgs {
         self.security.apply(cfg);
     }
 
+    /// The TLS flags over `server.tls`: `--tls-listen` or certificate pairs create the section
+    /// (a file's section is kept and amended); pairs given replace the file's list.
+    fn apply_tls(&self, cfg: &mut EdgeConfig) {
+        let pairs: Vec<TlsCertificate> = self
+            .tls_certs
+            .iter()
+            .zip(&self.tls_keys)
+            .map(|(cert, key)| TlsCertificate {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .collect();
+        if self.tls_listen.is_none() && pairs.is_empty() && cfg.server.tls.is_none() {
+            return;
+        }
+        let tls = cfg.server.tls.get_or_insert_with(|| TlsConfig {
+            listen: "0.0.0.0:8443".into(),
+            certificates: Vec::new(),
+            min_version: TlsVersion::default(),
+            http2: true,
+            public_port: 443,
+        });
+        if let Some(l) = &self.tls_listen {
+            tls.listen.clone_from(l);
+        }
+        if !pairs.is_empty() {
+            tls.certificates = pairs;
+        }
+        if let Some(v) = self.tls_min_version {
+            tls.min_version = v;
+        }
+        if let Some(p) = self.tls_public_port {
+            tls.public_port = p;
+        }
+        if let Some(h2) = self.tls_http2 {
+            tls.http2 = h2;
+        }
+    }
+
     /// The config to run with: the file (if any), flags over it, validated.
     pub fn effective(&self, file_text: Option<&str>) -> anyhow::Result<EdgeConfig> {
+        if self.tls_certs.len() != self.tls_keys.len() {
+            return Err(anyhow!(
+                "--tls-cert and --tls-key come in pairs: {} certificates, {} keys",
+                self.tls_certs.len(),
+                self.tls_keys.len()
+            ));
+        }
         let mut cfg = match file_text {
             Some(t) => EdgeConfig::from_yaml(t).context("cannot parse config file")?,
             None => EdgeConfig::for_bucket(""),

@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub mod security;
+pub mod viewer;
 pub use security::SecurityConfig;
+pub use viewer::{TlsCertificate, TlsConfig, TlsVersion, ViewerProtocolPolicy};
 
 /// The only config format version this build understands. Bumped on breaking changes so an
 /// old proxy rejects a newer operator's config loudly instead of misreading it.
@@ -42,6 +44,9 @@ pub struct EdgeConfig {
     /// Signed URLs/cookies, viewer limits and the response headers policy.
     #[serde(default, skip_serializing_if = "SecurityConfig::is_default")]
     pub security: SecurityConfig,
+    /// HTTP, HTTPS or both for viewers; behaviors may override it per path.
+    #[serde(default, skip_serializing_if = "ViewerProtocolPolicy::is_default")]
+    pub viewer_protocol_policy: ViewerProtocolPolicy,
 }
 
 fn default_version() -> String {
@@ -59,6 +64,16 @@ pub struct ServerConfig {
     /// How long a graceful shutdown waits for in-flight requests.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: Dur,
+    /// The HTTPS listener (HTTP/1.1 and HTTP/2 by ALPN), beside `listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Also accept HTTP/2 with prior knowledge (h2c) on the plain listener.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub h2c: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn default_listen() -> String {
@@ -77,6 +92,8 @@ impl Default for ServerConfig {
             listen: default_listen(),
             admin_listen: default_admin_listen(),
             shutdown_grace: default_shutdown_grace(),
+            tls: None,
+            h2c: false,
         }
     }
 }
@@ -292,6 +309,9 @@ pub struct Behavior {
     pub default_ttl: Option<Dur>,
     #[serde(default, rename = "maxTTL", skip_serializing_if = "Option::is_none")]
     pub max_ttl: Option<Dur>,
+    /// Overrides the Distribution-wide `viewerProtocolPolicy` for matching paths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub viewer_protocol_policy: Option<ViewerProtocolPolicy>,
 }
 
 /// Replace an error answer with an object from the origin (CloudFront custom error pages).
@@ -364,6 +384,7 @@ impl EdgeConfig {
             behaviors: Vec::new(),
             custom_error_responses: Vec::new(),
             security: SecurityConfig::default(),
+            viewer_protocol_policy: ViewerProtocolPolicy::default(),
         }
     }
 
@@ -407,6 +428,9 @@ impl EdgeConfig {
         }
         validate_socket_addr("server.listen", &self.server.listen)?;
         validate_socket_addr("server.adminListen", &self.server.admin_listen)?;
+        if let Some(tls) = &self.server.tls {
+            tls.validate()?;
+        }
         self.origin.validate()?;
         if let Some(root) = &self.default_root_object {
             if root.is_empty() || root.starts_with('/') || root.contains("..") {
@@ -941,6 +965,7 @@ customErrorResponses:
                         min_ttl: None,
                         default_ttl: None,
                         max_ttl: None,
+                        viewer_protocol_policy: None,
                     })
                 }),
             ),
@@ -952,6 +977,7 @@ customErrorResponses:
                         min_ttl: None,
                         default_ttl: Some(Dur::secs(400 * 86_400)),
                         max_ttl: None,
+                        viewer_protocol_policy: None,
                     })
                 }),
             ),

@@ -111,6 +111,26 @@ async fn run(cfg: EdgeConfig, args: RunArgs, file_text: Option<String>) -> anyho
                 cfg.server.admin_listen
             )
         })?;
+    let mut listeners = vec![server::listen::ViewerListener::Plain {
+        listener: viewer,
+        h2c: cfg.server.h2c,
+    }];
+    let mut https_addr = None;
+    if let Some(tls_cfg) = &cfg.server.tls {
+        let tls = Arc::new(
+            server::tls::ViewerTls::new(tls_cfg)
+                .with_context(|| "cannot set up HTTPS (server.tls)".to_string())?,
+        );
+        let listener = TcpListener::bind(&tls_cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (server.tls.listen)", tls_cfg.listen))?;
+        https_addr = Some(listener.local_addr()?);
+        tokio::spawn(server::tls::ViewerTls::watch_files(
+            tls.certs.clone(),
+            Duration::from_secs(2),
+        ));
+        listeners.push(server::listen::ViewerListener::Tls { listener, tls });
+    }
     let grace = cfg.server.shutdown_grace.as_duration();
     let origin: Arc<dyn OriginClient> = Arc::new(S3Origin::new(&cfg.origin).await);
     let store = Store::new(cfg.cache.memory.0);
@@ -120,11 +140,20 @@ async fn run(cfg: EdgeConfig, args: RunArgs, file_text: Option<String>) -> anyho
         args.admin_token.clone(),
         args.access_log,
     ));
-    tracing::info!(
-        "listening viewer={} admin={} bucket={bucket}",
-        viewer.local_addr()?,
-        admin_listener.local_addr()?
-    );
+    let viewer_addr = match &listeners[0] {
+        server::listen::ViewerListener::Plain { listener, .. }
+        | server::listen::ViewerListener::Tls { listener, .. } => listener.local_addr()?,
+    };
+    match https_addr {
+        Some(https) => tracing::info!(
+            "listening viewer={viewer_addr} https={https} admin={} bucket={bucket}",
+            admin_listener.local_addr()?
+        ),
+        None => tracing::info!(
+            "listening viewer={viewer_addr} admin={} bucket={bucket}",
+            admin_listener.local_addr()?
+        ),
+    }
 
     tokio::spawn(server::probe_until_ready(edge.clone()));
     if let (Some(path), Some(text)) = (args.config.clone(), file_text) {
@@ -155,7 +184,7 @@ async fn run(cfg: EdgeConfig, args: RunArgs, file_text: Option<String>) -> anyho
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
-    server::serve_viewer(edge, viewer, stopped(stop_rx), grace).await;
+    server::listen::serve_viewers(edge, listeners, stopped(stop_rx), grace).await;
     match tokio::time::timeout(Duration::from_secs(2), admin_task).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "admin server error"),
         Ok(_) => {}

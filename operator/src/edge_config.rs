@@ -126,6 +126,7 @@ pub fn edge_config(spec: &DistributionSpec, keys: &KeySecrets) -> Result<EdgeCon
             min_ttl: parse_opt_dur(&f("minTTL"), &b.min_ttl)?,
             default_ttl: parse_opt_dur(&f("defaultTTL"), &b.default_ttl)?,
             max_ttl: parse_opt_dur(&f("maxTTL"), &b.max_ttl)?,
+            viewer_protocol_policy: None,
         });
     }
     for (i, e) in spec.custom_error_responses.iter().enumerate() {

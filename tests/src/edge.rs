@@ -71,6 +71,8 @@ pub struct EdgeOptions {
 pub struct Edge {
     pub viewer: SocketAddr,
     pub admin: SocketAddr,
+    /// The HTTPS listener, when the config has `server.tls`.
+    pub https: Option<SocketAddr>,
     pub config_path: PathBuf,
     child: ChildGuard,
     dir: tempfile::TempDir,
@@ -86,6 +88,9 @@ impl Edge {
         let mut config = opts.config.clone();
         config.server.listen = "127.0.0.1:0".into();
         config.server.admin_listen = "127.0.0.1:0".into();
+        if let Some(tls) = &mut config.server.tls {
+            tls.listen = "127.0.0.1:0".into();
+        }
         let config_path = dir.path().join("edge.yaml");
         std::fs::write(&config_path, config.to_yaml())
             .map_err(HarnessError::io("writing edge.yaml"))?;
@@ -121,11 +126,15 @@ impl Edge {
                 addrs.is_some()
             },
         )?;
-        let (viewer, admin) =
-            addrs.ok_or_else(|| HarnessError::Setup("edge printed no listening line".into()))?;
+        let Listening {
+            viewer,
+            admin,
+            https,
+        } = addrs.ok_or_else(|| HarnessError::Setup("edge printed no listening line".into()))?;
         let edge = Edge {
             viewer,
             admin,
+            https,
             config_path,
             child,
             dir,
@@ -225,8 +234,17 @@ impl Drop for Edge {
     }
 }
 
-/// Finds `listening viewer=IP:PORT admin=IP:PORT` in the log (ANSI colour codes stripped).
-fn parse_listening(log: &str) -> Option<(SocketAddr, SocketAddr)> {
+/// The addresses the edge's listening line names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Listening {
+    viewer: SocketAddr,
+    admin: SocketAddr,
+    https: Option<SocketAddr>,
+}
+
+/// Finds `listening viewer=IP:PORT [https=IP:PORT] admin=IP:PORT` in the log (ANSI colour
+/// codes stripped).
+fn parse_listening(log: &str) -> Option<Listening> {
     let clean = strip_ansi(log);
     let line = clean
         .lines()
@@ -239,7 +257,11 @@ fn parse_listening(log: &str) -> Option<(SocketAddr, SocketAddr)> {
             .unwrap_or(rest.len());
         rest[..end].trim_matches('"').parse().ok()
     };
-    Some((field("viewer=")?, field("admin=")?))
+    Some(Listening {
+        viewer: field("viewer=")?,
+        admin: field("admin=")?,
+        https: field("https="),
+    })
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -267,9 +289,14 @@ mod tests {
     fn finds_bound_addresses_in_text_and_coloured_logs() {
         let log = "2025 INFO kubefront_edge: starting\n\
                    2025 \u{1b}[32mINFO\u{1b}[0m kubefront_edge: listening viewer=127.0.0.1:41234 admin=127.0.0.1:41235\n";
-        let (v, a) = parse_listening(log).expect("parsed");
-        assert_eq!(v.port(), 41234);
-        assert_eq!(a.port(), 41235);
+        let l = parse_listening(log).expect("parsed");
+        assert_eq!(l.viewer.port(), 41234);
+        assert_eq!(l.admin.port(), 41235);
+        assert_eq!(l.https, None);
+        let tls = "INFO kubefront_edge: listening viewer=127.0.0.1:1 https=127.0.0.1:2 admin=127.0.0.1:3 bucket=b";
+        let l = parse_listening(tls).expect("parsed");
+        assert_eq!(l.https.map(|a| a.port()), Some(2));
+        assert_eq!(l.admin.port(), 3);
         assert!(parse_listening("nothing here").is_none());
     }
 }

@@ -509,6 +509,7 @@ mod tests {
             min_ttl: None,
             default_ttl: Some(Dur::secs(d)),
             max_ttl: None,
+            viewer_protocol_policy: None,
         };
         let pp = PathPolicies::new(
             &cache,

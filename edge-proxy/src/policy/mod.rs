@@ -3,4 +3,5 @@
 
 pub mod conditional;
 pub mod freshness;
+pub mod protocol;
 pub mod ranges;

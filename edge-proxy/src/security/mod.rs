@@ -35,6 +35,10 @@ pub use signed::{Allowed, DenyReason, SignatureGate, SignedRequest};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ViewerAddr(pub std::net::SocketAddr);
 
+/// Present in request extensions when the viewer connected over TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewerTlsConnection;
+
 /// Why the security section cannot be put into force.
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityError {
@@ -224,12 +228,13 @@ impl Security {
         headers: &HeaderMap,
         normalized_path: &str,
         peer: IpAddr,
+        tls: bool,
     ) -> Result<Authorized, Refusal> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        self.authorize_at(uri, headers, normalized_path, peer, now)
+        self.authorize_at(uri, headers, normalized_path, peer, tls, now)
     }
 
     /// [`Security::authorize`] at a given time (seconds since the epoch).
@@ -239,6 +244,7 @@ impl Security {
         headers: &HeaderMap,
         normalized_path: &str,
         peer: IpAddr,
+        tls: bool,
         now: u64,
     ) -> Result<Authorized, Refusal> {
         let stripped_uri = strip_uri(uri);
@@ -253,7 +259,9 @@ impl Security {
             .and_then(|h| h.to_str().ok())
             .or_else(|| uri.authority().map(|a| a.as_str()))
             .unwrap_or("");
+        // The viewer's own protocol: what a trusted proxy in front says, else this connection's.
         let scheme = forwarded_proto(headers, &self.client_ip)
+            .or(tls.then_some("https"))
             .or_else(|| uri.scheme_str())
             .unwrap_or("http");
         let cookies: Vec<&str> = headers
@@ -448,25 +456,25 @@ mod tests {
         };
         let before = unknown_key();
         let r = s
-            .authorize_at(&uri, &h, "/private/a", peer, 0)
+            .authorize_at(&uri, &h, "/private/a", peer, false, 0)
             .expect_err("unknown key");
         assert_eq!(r.status, StatusCode::FORBIDDEN);
         assert_eq!(r.body, "403 Forbidden: unknown-key\n");
         let public: Uri = "/public/a?v=1&Signature=x".parse().expect("uri");
         let ok = s
-            .authorize_at(&public, &h, "/public/a", peer, 0)
+            .authorize_at(&public, &h, "/public/a", peer, false, 0)
             .expect("public");
         assert_eq!(ok.stripped_uri, Some("/public/a?v=1".parse().expect("uri")));
         let plain: Uri = "/public/a?v=1".parse().expect("uri");
         assert_eq!(
-            s.authorize_at(&plain, &h, "/public/a", peer, 0)
+            s.authorize_at(&plain, &h, "/public/a", peer, false, 0)
                 .expect("public")
                 .stripped_uri,
             None
         );
         let only: Uri = "/public/a?Signature=x".parse().expect("uri");
         assert_eq!(
-            s.authorize_at(&only, &h, "/public/a", peer, 0)
+            s.authorize_at(&only, &h, "/public/a", peer, false, 0)
                 .expect("public")
                 .stripped_uri,
             Some("/public/a".parse().expect("uri"))
@@ -485,11 +493,13 @@ mod tests {
             .parse()
             .expect("uri");
         let r = s
-            .authorize_at(&uri, &h, "/private/a", peer, 0)
+            .authorize_at(&uri, &h, "/private/a", peer, false, 0)
             .expect_err("closed");
         assert_eq!(r.status, StatusCode::FORBIDDEN);
         let public: Uri = "/public/a".parse().expect("uri");
-        assert!(s.authorize_at(&public, &h, "/public/a", peer, 0).is_ok());
+        assert!(s
+            .authorize_at(&public, &h, "/public/a", peer, false, 0)
+            .is_ok());
     }
 
     #[test]
@@ -513,12 +523,12 @@ mod tests {
         ] {
             let open: Uri = "/private/open/a".parse().expect("uri");
             let allowed = s
-                .authorize_at(&open, &h, "/private/open/a", peer, 0)
+                .authorize_at(&open, &h, "/private/open/a", peer, false, 0)
                 .expect("exempt");
             assert_eq!(allowed.allowed, Allowed::Public);
             let closed: Uri = "/private/a".parse().expect("uri");
             let r = s
-                .authorize_at(&closed, &h, "/private/a", peer, 0)
+                .authorize_at(&closed, &h, "/private/a", peer, false, 0)
                 .expect_err("signed");
             assert_eq!(r.body, "403 Forbidden: missing\n");
         }

@@ -1,5 +1,5 @@
-//! The running edge: shared state, the viewer listener (hyper HTTP/1.1, keep-alive) and the
-//! admin listener, with graceful shutdown.
+//! The running edge: shared state compiled from the config (`Settings`, `Generation`, `Edge`);
+//! the viewer listeners are in `listen`, HTTPS in `tls`.
 
 pub mod admin;
 pub mod body;
@@ -8,22 +8,19 @@ pub mod error_page;
 pub mod fetch;
 pub mod fill;
 pub mod health;
+pub mod listen;
 pub mod metrics;
 pub mod passthrough;
 pub mod reload;
 pub mod respond;
+pub mod tls;
 pub mod viewer;
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
 
 use crate::cache::entry::StaleWindows;
 use crate::cache::key::KeyPolicy;
@@ -31,6 +28,7 @@ use crate::cache::Store;
 use crate::config::{CustomErrorResponse, EdgeConfig};
 use crate::origin::OriginClient;
 use crate::policy::freshness::PathPolicies;
+use crate::policy::protocol::ProtocolPolicies;
 
 /// The config compiled into what the request path needs.
 pub struct Settings {
@@ -54,6 +52,10 @@ pub struct Settings {
     pub error_ttl: Duration,
     /// Signed URLs/cookies, viewer limits, response headers policy (`config.security`).
     pub security: Arc<crate::security::Security>,
+    /// HTTP vs HTTPS per path (`viewerProtocolPolicy`, behaviors).
+    pub protocol: ProtocolPolicies,
+    /// The HTTPS port `redirect-to-https` sends viewers to.
+    pub https_port: u16,
 }
 
 impl Settings {
@@ -65,6 +67,8 @@ impl Settings {
         Settings {
             key_policy: KeyPolicy::new(&cache.key),
             ttl: PathPolicies::new(cache, &config.behaviors),
+            protocol: ProtocolPolicies::new(config.viewer_protocol_policy, &config.behaviors),
+            https_port: config.server.tls.as_ref().map_or(443, |t| t.public_port),
             windows: StaleWindows {
                 stale_if_error: cache.stale_if_error.as_duration(),
                 stale_while_revalidate: cache.stale_while_revalidate.as_duration(),
@@ -207,128 +211,6 @@ pub async fn probe_until_ready(edge: Arc<Edge>) {
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
-    }
-}
-
-/// Open viewer connections, for the `maxConnections` cap.
-#[derive(Default)]
-struct OpenConnections {
-    count: std::sync::atomic::AtomicUsize,
-    closed: tokio::sync::Notify,
-}
-
-/// Held by a connection's task; counts it until the connection ends.
-struct ConnectionPermit(Arc<OpenConnections>);
-
-impl OpenConnections {
-    fn enter(self: &Arc<Self>) -> ConnectionPermit {
-        self.count.fetch_add(1, Ordering::AcqRel);
-        ConnectionPermit(self.clone())
-    }
-}
-
-impl Drop for ConnectionPermit {
-    fn drop(&mut self) {
-        self.0.count.fetch_sub(1, Ordering::AcqRel);
-        self.0.closed.notify_waiters();
-    }
-}
-
-/// Serves viewers on `listener` until `shutdown` resolves, then drains for up to `grace`.
-pub async fn serve_viewer(
-    edge: Arc<Edge>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
-) {
-    let open = Arc::new(OpenConnections::default());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let active = Arc::new(body::ActiveRequests::default());
-    tokio::pin!(shutdown);
-    loop {
-        // Read per connection, so a reload can change them without a restart.
-        let limits = edge.current.load().settings.security.limits;
-        // At most maxConnections open viewer connections; the rest wait in the accept queue.
-        let closed = open.closed.notified();
-        tokio::pin!(closed);
-        closed.as_mut().enable();
-        if open.count.load(Ordering::Acquire) >= limits.max_connections as usize {
-            tokio::select! {
-                _ = closed => {}
-                // A reload may raise the cap while every connection stays open.
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = &mut shutdown => break,
-            }
-            continue;
-        }
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let permit = open.enter();
-                let _ = stream.set_nodelay(true);
-                let edge = edge.clone();
-                let active = active.clone();
-                let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(crate::security::ViewerAddr(peer));
-                    let edge = edge.clone();
-                    let guard = active.enter();
-                    async move {
-                        let resp = viewer::handle(edge, req).await;
-                        Ok::<_, Infallible>(resp.map(|inner| body::TrackedBody { inner, _guard: guard }))
-                    }
-                });
-                let mut http = http1::Builder::new();
-                http.keep_alive(true)
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(limits.header_read_timeout.as_duration())
-                    .max_buf_size(64 * 1024)
-                    .max_headers(100);
-                let conn = http.serve_connection(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "viewer connection ended with error");
-                    }
-                });
-            }
-            _ = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tracing::info!(
-        connections = graceful.count(),
-        requests = active.count(),
-        "draining viewer connections"
-    );
-    // Let in-flight responses (bodies included) finish first; only then ask connections to
-    // close, which also closes idle keep-alive connections.
-    let deadline = tokio::time::Instant::now() + grace;
-    if tokio::time::timeout_at(deadline, active.wait_idle())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            requests = active.count(),
-            "shutdown grace elapsed with requests in flight"
-        );
-    }
-    let rest = deadline
-        .saturating_duration_since(tokio::time::Instant::now())
-        .max(Duration::from_millis(500));
-    if tokio::time::timeout(rest, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown grace elapsed with connections still open");
     }
 }
 

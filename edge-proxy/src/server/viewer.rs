@@ -21,6 +21,7 @@ use super::{Edge, Generation};
 use crate::cache::key::{key_path, normalize_path};
 use crate::cache::Entry;
 use crate::origin::OriginError;
+use crate::policy::protocol::ProtocolAnswer;
 
 /// Longest request target accepted (CloudFront allows 8 KiB URLs).
 pub const MAX_URI_LEN: usize = 8192;
@@ -139,13 +140,20 @@ fn admit<B>(
             Served::Rejected,
         )
     })?;
+    let tls = req
+        .extensions()
+        .get::<crate::security::ViewerTlsConnection>()
+        .is_some();
+    if let Some(refused) = protocol_refusal(settings, req, tls, &path, head) {
+        return Err(refused);
+    }
     // Signed URLs / cookies: checked before the cache; signing parameters never reach the key.
     let peer = req
         .extensions()
         .get::<crate::security::ViewerAddr>()
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.0.ip());
     let authorized = security
-        .authorize(req.uri(), req.headers(), &path, peer)
+        .authorize(req.uri(), req.headers(), &path, peer, tls)
         .map_err(|refusal| plain(refusal.status, refusal.body, head, Served::Rejected))?;
     let query = authorized
         .stripped_uri
@@ -161,6 +169,65 @@ fn admit<B>(
         .key_policy
         .key(path, query, |name| headers.get(name).map(|v| v.as_bytes()));
     Ok((head, key))
+}
+
+/// The viewer protocol policy's answer to a viewer on plain HTTP, if it is not "serve".
+fn protocol_refusal<B>(
+    settings: &super::Settings,
+    req: &Request<B>,
+    tls: bool,
+    path: &str,
+    head: bool,
+) -> Option<Response<EdgeBody>> {
+    if tls || settings.protocol.all_allow() {
+        return None;
+    }
+    let https = crate::security::forwarded_proto(req.headers(), &settings.security.client_ip)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    match settings
+        .protocol
+        .answer(https, host, path, path_and_query, settings.https_port)
+    {
+        ProtocolAnswer::Serve => None,
+        ProtocolAnswer::Forbidden => Some(plain(
+            StatusCode::FORBIDDEN,
+            "403 Forbidden: this path is served over HTTPS only\n",
+            head,
+            Served::Rejected,
+        )),
+        ProtocolAnswer::BadHost => Some(plain(
+            StatusCode::BAD_REQUEST,
+            "400 Bad Request: no valid Host to redirect to\n",
+            head,
+            Served::Rejected,
+        )),
+        ProtocolAnswer::Redirect(location) => {
+            let mut r = plain(
+                StatusCode::MOVED_PERMANENTLY,
+                "301 Moved Permanently\n",
+                head,
+                Served::Rejected,
+            );
+            match HeaderValue::from_str(&location) {
+                Ok(v) => {
+                    r.headers_mut().insert(header::LOCATION, v);
+                    Some(r)
+                }
+                Err(_) => Some(plain(
+                    StatusCode::BAD_REQUEST,
+                    "400 Bad Request\n",
+                    head,
+                    Served::Rejected,
+                )),
+            }
+        }
+    }
 }
 
 /// What the store has for a key.

@@ -8,6 +8,7 @@ mod edge_admin;
 mod edge_cache;
 mod edge_origin;
 mod edge_resilience;
+mod edge_viewer;
 mod security_hostile;
 mod security_signed;
 mod security_support;

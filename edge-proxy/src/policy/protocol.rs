@@ -10,6 +10,8 @@ use crate::policy::freshness::path_matches;
 pub struct ProtocolPolicies {
     behaviors: Vec<(String, Option<ViewerProtocolPolicy>)>,
     default: ViewerProtocolPolicy,
+    /// No path refuses plain HTTP: the per-request check is one load.
+    all_allow: bool,
 }
 
 /// What to do with a request before anything else.
@@ -28,7 +30,7 @@ impl ProtocolPolicies {
     pub fn new(default: ViewerProtocolPolicy, behaviors: &[Behavior]) -> ProtocolPolicies {
         let behaviors = behaviors
             .iter()
-            .map(|b| {
+            .map(|b: &Behavior| {
                 let pattern = if b.path_pattern.starts_with('/') || b.path_pattern.starts_with('*')
                 {
                     b.path_pattern.clone()
@@ -37,17 +39,21 @@ impl ProtocolPolicies {
                 };
                 (pattern, b.viewer_protocol_policy)
             })
-            .collect();
-        ProtocolPolicies { behaviors, default }
+            .collect::<Vec<_>>();
+        let all_allow = default == ViewerProtocolPolicy::AllowAll
+            && behaviors
+                .iter()
+                .all(|(_, p)| p.is_none_or(|p| p == ViewerProtocolPolicy::AllowAll));
+        ProtocolPolicies {
+            behaviors,
+            default,
+            all_allow,
+        }
     }
 
-    /// Whether any path can refuse plain HTTP (so the hot path can skip the lookup).
+    /// Whether no path can refuse plain HTTP (so the hot path can skip the lookup).
     pub fn all_allow(&self) -> bool {
-        self.default == ViewerProtocolPolicy::AllowAll
-            && self
-                .behaviors
-                .iter()
-                .all(|(_, p)| p.is_none_or(|p| p == ViewerProtocolPolicy::AllowAll))
+        self.all_allow
     }
 
     /// The policy for a normalized viewer path.

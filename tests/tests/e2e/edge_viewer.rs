@@ -426,6 +426,21 @@ async fn h2c_prior_knowledge_is_accepted_only_when_enabled() {
     let (ok, out, _) = curl(&["--http1.1", "-w", " %{http_version}", &url]).await;
     assert!(ok);
     assert_eq!(out, "h2c 1.1", "HTTP/1.1 still served on the h2c port");
+    // The viewer limits hold per HTTP/2 stream: an oversized header block gets 431.
+    let big = format!("X-Big: {}", "b".repeat(30 * 1024));
+    let (ok, out, err) = curl(&[
+        "--http2-prior-knowledge",
+        "-H",
+        &big,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+        &url,
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "2 431");
 
     let Some(plain) = Scenario::start("no-h2c", |_| {}).await else {
         return;

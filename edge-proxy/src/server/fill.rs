@@ -297,6 +297,13 @@ impl Answer<'_> {
                     )));
                 };
                 if start == 0 && end + 1 == len {
+                    // The whole object in one answer.
+                    meta.content_range = None;
+                    meta.content_length = Some(len);
+                    if len > settings.max_object_size {
+                        self.generation.misses.large.insert(path.to_owned(), ());
+                        return Filled::from(Ok(pass_through(meta, Bytes::new(), body)));
+                    }
                     return self.whole(meta, len, body);
                 }
                 self.first_slice(meta, start, end + 1, len, body)

@@ -163,10 +163,7 @@ pub fn body(
                     }
                 },
             };
-            let Some(slicing) = c.head.slicing() else {
-                return None;
-            };
-            let (s, e) = slicing.within(index, c.start, c.end);
+            let (s, e) = c.head.slicing()?.within(index, c.start, c.end);
             c.current = Some(read(&entry, s, e));
             c.next += 1;
         }

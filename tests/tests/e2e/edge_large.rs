@@ -156,8 +156,13 @@ async fn ranges_cost_their_slices_once_and_a_slow_viewer_gets_a_sliced_object_wh
     );
 
     // A slow viewer of a cold copy (another cache key): whole, far past the total timeout.
-    let resp = s
-        .http
+    // Its own client: the harness client gives up after 120 s, the full size takes ~270 s.
+    let patient = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(900))
+        .build()
+        .unwrap();
+    let resp = patient
         .get(s.edge.url("/big.bin?t=slow"))
         .send()
         .await

@@ -190,6 +190,14 @@ pub struct CacheConfig {
     /// Larger objects stream through to the viewer uncached.
     #[serde(default = "default_max_object_size")]
     pub max_object_size: ByteSize,
+    /// Objects larger than this (and at most `maxObjectSize`) are fetched from the origin and
+    /// cached as slices of this size with `Range` GETs, each slice collapsed and stored on its
+    /// own: a viewer `Range` costs only the slices it covers. Also the largest single fill.
+    #[serde(
+        default = "default_slice_size",
+        skip_serializing_if = "is_default_slice_size"
+    )]
+    pub slice_size: ByteSize,
     #[serde(default, rename = "minTTL")]
     pub min_ttl: Dur,
     #[serde(default = "default_default_ttl", rename = "defaultTTL")]
@@ -225,6 +233,16 @@ fn default_memory() -> ByteSize {
 fn default_max_object_size() -> ByteSize {
     ByteSize(64 * 1024 * 1024)
 }
+fn default_slice_size() -> ByteSize {
+    ByteSize(8 * 1024 * 1024)
+}
+fn is_default_slice_size(b: &ByteSize) -> bool {
+    *b == default_slice_size()
+}
+/// Smallest accepted `cache.sliceSize`: smaller slices cost more origin requests than they save.
+pub const MIN_SLICE_SIZE: u64 = 64 * 1024;
+/// Largest accepted `cache.sliceSize` (one slice is one in-memory fill).
+pub const MAX_SLICE_SIZE: u64 = 1024 * 1024 * 1024;
 fn default_default_ttl() -> Dur {
     Dur::secs(86_400)
 }
@@ -249,6 +267,7 @@ impl Default for CacheConfig {
         Self {
             memory: default_memory(),
             max_object_size: default_max_object_size(),
+            slice_size: default_slice_size(),
             min_ttl: Dur::ZERO,
             default_ttl: default_default_ttl(),
             max_ttl: default_max_ttl(),
@@ -552,6 +571,19 @@ impl CacheConfig {
                 format!(
                     "{} exceeds cache.memory {}",
                     self.max_object_size, self.memory
+                ),
+            ));
+        }
+        // No bound by `memory`: a fill is at most min(sliceSize, object size), and cached
+        // objects are at most `maxObjectSize` <= `memory`.
+        if !(MIN_SLICE_SIZE..=MAX_SLICE_SIZE).contains(&self.slice_size.0) {
+            return Err(ConfigError::new(
+                "cache.sliceSize",
+                format!(
+                    "{} must be between {} and {}",
+                    self.slice_size,
+                    ByteSize(MIN_SLICE_SIZE),
+                    ByteSize(MAX_SLICE_SIZE)
                 ),
             ));
         }
@@ -944,6 +976,10 @@ customErrorResponses:
             (
                 "cache.maxObjectSize",
                 Box::new(|c| c.cache.max_object_size = ByteSize(1 << 40)),
+            ),
+            (
+                "cache.sliceSize",
+                Box::new(|c| c.cache.slice_size = ByteSize(1024)),
             ),
             (
                 "cache.minTTL",

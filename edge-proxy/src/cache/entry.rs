@@ -1,24 +1,43 @@
-//! One stored answer. Immutable once built: a revalidation (304) builds a new entry that shares
-//! the old body `Bytes`, so readers never see a half-updated entry and no body is copied.
+//! One stored answer: status, the allowlisted origin headers (`headers::replayed`), freshness,
+//! and a body that is whole in memory, still being filled, or stored as slices. Immutable once
+//! built: a revalidation (304) builds a new entry that shares the old body, so readers never see
+//! a half-updated entry and no body is copied.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::StatusCode;
 
-use crate::origin::{ObjectMeta, Validators};
+use super::fill::Fill;
+use super::slice::Slicing;
+use crate::policy::conditional::Validators;
 
 /// Bytes charged per entry on top of key and body, for the map slot, headers and bookkeeping.
 const ENTRY_OVERHEAD: usize = 320;
 
+/// Where an entry's bytes are.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// The whole body, in memory (every stored entry that is not sliced).
+    Bytes(Bytes),
+    /// Being written as the origin streams it; readers follow the fill. Never stored: the
+    /// fetch stores a `Bytes` entry once the fill is complete.
+    Filling(Arc<Fill>),
+    /// Stored as slices of `size` bytes under `key::slice_key`; the entry itself holds only
+    /// the metadata all slices must match (ETag, length).
+    Sliced { size: u64 },
+}
+
 #[derive(Debug)]
 pub struct Entry {
-    /// 200 for objects; 403/404 (or a custom error code) for negative entries.
+    /// 200 for objects and slices; 403/404 (or a custom error code) for negative entries.
     pub status: StatusCode,
-    pub body: Bytes,
-    /// Pre-rendered headers replayed on every answer (Content-Type, ETag, Last-Modified,
-    /// Cache-Control, Expires, Content-Encoding/Language/Disposition, Accept-Ranges).
+    pub body: Body,
+    /// Body length (for sliced entries: the whole object).
+    pub len: u64,
+    /// Replayed on every answer: the allowlisted origin headers plus `Accept-Ranges`.
     pub headers: HeaderMap,
     /// Pre-rendered full-body Content-Length.
     pub content_length: HeaderValue,
@@ -41,46 +60,28 @@ pub struct Entry {
 pub use crate::policy::freshness::StaleRules as StaleWindows;
 
 impl Entry {
-    /// A 200 entry from origin metadata and a fully received body.
-    pub fn from_origin(
-        meta: &ObjectMeta,
-        body: Bytes,
+    /// A 200 entry from the origin's response headers (filtered through the allowlist here)
+    /// and a body of `len` bytes.
+    pub fn new(
+        origin_headers: &HeaderMap,
+        body: Body,
+        len: u64,
         ttl: Duration,
         windows: StaleWindows,
         now: Instant,
     ) -> Entry {
-        let mut headers = HeaderMap::with_capacity(12);
-        let pairs: [(HeaderName, &Option<HeaderValue>); 7] = [
-            (header::CONTENT_TYPE, &meta.content_type),
-            (header::ETAG, &meta.etag),
-            (header::LAST_MODIFIED, &meta.last_modified),
-            (header::CACHE_CONTROL, &meta.cache_control),
-            (header::EXPIRES, &meta.expires),
-            (header::CONTENT_ENCODING, &meta.content_encoding),
-            (header::CONTENT_LANGUAGE, &meta.content_language),
-        ];
-        for (name, v) in pairs {
-            if let Some(v) = v {
-                headers.insert(name, v.clone());
-            }
-        }
-        if let Some(v) = &meta.content_disposition {
-            headers.insert(header::CONTENT_DISPOSITION, v.clone());
-        }
-        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        let last_modified = meta
-            .last_modified
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| httpdate::parse_http_date(s).ok());
+        let headers = super::headers::replayed(origin_headers);
+        let etag = headers.get(header::ETAG).cloned();
+        let last_modified_value = headers.get(header::LAST_MODIFIED).cloned();
         Entry {
             status: StatusCode::OK,
-            content_length: HeaderValue::from(body.len()),
             body,
+            len,
+            content_length: HeaderValue::from(len),
+            last_modified: parse_date(last_modified_value.as_ref()),
             headers,
-            etag: meta.etag.clone(),
-            last_modified_value: meta.last_modified.clone(),
-            last_modified,
+            etag,
+            last_modified_value,
             stored_at: now,
             initial_age: Duration::ZERO,
             ttl,
@@ -90,10 +91,58 @@ impl Entry {
         }
     }
 
+    /// A 200 entry with its whole body in memory.
+    pub fn whole(
+        origin_headers: &HeaderMap,
+        body: Bytes,
+        ttl: Duration,
+        windows: StaleWindows,
+        now: Instant,
+    ) -> Entry {
+        let len = body.len() as u64;
+        Entry::new(origin_headers, Body::Bytes(body), len, ttl, windows, now)
+    }
+
     /// The same entry with `initial_age` (RFC 9111 §4.2.3 corrected initial age).
     pub fn with_initial_age(mut self, initial_age: Duration) -> Entry {
         self.initial_age = initial_age;
         self
+    }
+
+    /// The same metadata over another body (a finished fill becomes a stored `Bytes` entry).
+    pub fn with_body(&self, body: Body) -> Entry {
+        Entry {
+            status: self.status,
+            body,
+            len: self.len,
+            headers: self.headers.clone(),
+            content_length: self.content_length.clone(),
+            etag: self.etag.clone(),
+            last_modified_value: self.last_modified_value.clone(),
+            last_modified: self.last_modified,
+            stored_at: self.stored_at,
+            initial_age: self.initial_age,
+            ttl: self.ttl,
+            stale_if_error: self.stale_if_error,
+            stale_while_revalidate: self.stale_while_revalidate,
+            must_revalidate: self.must_revalidate,
+        }
+    }
+
+    /// How a sliced entry is cut, `None` for whole bodies.
+    pub fn slicing(&self) -> Option<Slicing> {
+        match self.body {
+            Body::Sliced { size } => Some(Slicing::new(size, self.len)),
+            _ => None,
+        }
+    }
+
+    /// The in-memory body, if complete.
+    pub fn bytes(&self) -> Option<&Bytes> {
+        match &self.body {
+            Body::Bytes(b) => Some(b),
+            _ => None,
+        }
     }
 
     /// Whether a stale copy may stand in for a failed origin at `now`.
@@ -120,8 +169,9 @@ impl Entry {
         headers.insert(header::CONTENT_TYPE, content_type);
         Entry {
             status,
+            len: body.len() as u64,
             content_length: HeaderValue::from(body.len()),
-            body,
+            body: Body::Bytes(body),
             headers,
             etag: None,
             last_modified_value: None,
@@ -135,57 +185,32 @@ impl Entry {
         }
     }
 
-    /// The entry after a 304: same body, metadata from the 304 merged over the stored one.
+    /// The entry after a 304: same body, the 304's validators and freshness merged over the
+    /// stored headers.
     pub fn refreshed(
         &self,
-        meta: &ObjectMeta,
+        not_modified: &HeaderMap,
         ttl: Duration,
         windows: StaleWindows,
         now: Instant,
     ) -> Entry {
-        let mut headers = self.headers.clone();
-        for (name, v) in [
-            (header::ETAG, &meta.etag),
-            (header::LAST_MODIFIED, &meta.last_modified),
-            (header::CACHE_CONTROL, &meta.cache_control),
-            (header::EXPIRES, &meta.expires),
-        ] {
-            if let Some(v) = v {
-                headers.insert(name, v.clone());
-            }
-        }
-        let etag = meta.etag.clone().or_else(|| self.etag.clone());
-        let last_modified_value = meta
-            .last_modified
-            .clone()
-            .or_else(|| self.last_modified_value.clone());
-        let last_modified = last_modified_value
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| httpdate::parse_http_date(s).ok());
+        let headers = super::headers::refreshed(&self.headers, not_modified);
+        let last_modified_value = headers.get(header::LAST_MODIFIED).cloned();
         Entry {
             status: self.status,
             body: self.body.clone(),
-            headers,
+            len: self.len,
             content_length: self.content_length.clone(),
-            etag,
+            etag: headers.get(header::ETAG).cloned(),
+            last_modified: parse_date(last_modified_value.as_ref()),
             last_modified_value,
-            last_modified,
+            headers,
             stored_at: now,
             initial_age: Duration::ZERO,
             ttl,
             stale_if_error: windows.stale_if_error,
             stale_while_revalidate: windows.stale_while_revalidate,
             must_revalidate: windows.must_revalidate,
-        }
-    }
-
-    /// Origin metadata as stored, used to decide freshness after a 304 that omits headers.
-    pub fn stored_meta(&self) -> ObjectMeta {
-        ObjectMeta {
-            cache_control: self.headers.get(header::CACHE_CONTROL).cloned(),
-            expires: self.headers.get(header::EXPIRES).cloned(),
-            ..ObjectMeta::default()
         }
     }
 
@@ -212,14 +237,19 @@ impl Entry {
             .saturating_add(self.stale_if_error.max(self.stale_while_revalidate))
     }
 
-    /// Cache weight in bytes.
+    /// Cache weight in bytes (bytes held in memory: a sliced entry's slices weigh themselves).
     pub fn weight(&self, key: &str) -> u32 {
         let headers: usize = self
             .headers
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len() + 16)
             .sum();
-        let total = key.len() + self.body.len() + headers + ENTRY_OVERHEAD;
+        let body = match &self.body {
+            Body::Bytes(b) => b.len(),
+            Body::Filling(f) => f.len() as usize,
+            Body::Sliced { .. } => 0,
+        };
+        let total = key.len() + body + headers + ENTRY_OVERHEAD;
         u32::try_from(total).unwrap_or(u32::MAX)
     }
 
@@ -236,26 +266,37 @@ impl Entry {
     }
 }
 
+fn parse_date(v: Option<&HeaderValue>) -> Option<SystemTime> {
+    v.and_then(|v| v.to_str().ok())
+        .and_then(|s| httpdate::parse_http_date(s).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn meta() -> ObjectMeta {
-        ObjectMeta {
-            content_length: Some(5),
-            content_type: Some(HeaderValue::from_static("text/plain")),
-            etag: Some(HeaderValue::from_static("\"v1\"")),
-            last_modified: Some(HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")),
-            cache_control: Some(HeaderValue::from_static("max-age=60")),
-            ..ObjectMeta::default()
-        }
+    fn origin_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        h.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
+        h.insert(
+            header::LAST_MODIFIED,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=60"),
+        );
+        h.insert("x-amz-meta-secret", HeaderValue::from_static("no"));
+        h
     }
 
     #[test]
-    fn stores_headers_and_validators() {
+    fn stores_allowlisted_headers_and_validators() {
         let now = Instant::now();
-        let e = Entry::from_origin(
-            &meta(),
+        let e = Entry::whole(
+            &origin_headers(),
             Bytes::from_static(b"hello"),
             Duration::from_secs(60),
             StaleWindows::default(),
@@ -263,6 +304,11 @@ mod tests {
         );
         assert_eq!(e.headers[header::CONTENT_TYPE], "text/plain");
         assert_eq!(e.headers[header::ACCEPT_RANGES], "bytes");
+        assert!(e.headers.get("x-amz-meta-secret").is_none());
+        assert!(
+            e.headers.get(header::CONTENT_LENGTH).is_none(),
+            "rendered per answer"
+        );
         assert_eq!(e.content_length, "5");
         assert!(e.last_modified.is_some());
         assert_eq!(
@@ -276,26 +322,37 @@ mod tests {
             Duration::from_secs(10)
         );
         assert!(!e.is_negative());
+        assert!(e.slicing().is_none());
     }
 
     #[test]
     fn refresh_keeps_body_and_updates_metadata() {
         let now = Instant::now();
-        let e = Entry::from_origin(
-            &meta(),
+        let e = Entry::whole(
+            &origin_headers(),
             Bytes::from_static(b"hello"),
             Duration::from_secs(60),
             StaleWindows::default(),
             now,
         );
         let later = now + Duration::from_secs(100);
-        let m = ObjectMeta {
-            etag: Some(HeaderValue::from_static("\"v1\"")),
-            cache_control: Some(HeaderValue::from_static("max-age=120")),
-            ..ObjectMeta::default()
-        };
-        let r = e.refreshed(&m, Duration::from_secs(120), StaleWindows::default(), later);
-        assert_eq!(r.body.as_ptr(), e.body.as_ptr(), "body shared, not copied");
+        let mut nm = HeaderMap::new();
+        nm.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
+        nm.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=120"),
+        );
+        let r = e.refreshed(
+            &nm,
+            Duration::from_secs(120),
+            StaleWindows::default(),
+            later,
+        );
+        assert_eq!(
+            r.bytes().map(|b| b.as_ptr()),
+            e.bytes().map(|b| b.as_ptr()),
+            "body shared, not copied"
+        );
         assert_eq!(r.headers[header::CACHE_CONTROL], "max-age=120");
         assert_eq!(r.headers[header::CONTENT_TYPE], "text/plain");
         assert_eq!(r.last_modified_value, e.last_modified_value);
@@ -311,8 +368,8 @@ mod tests {
             stale_while_revalidate: Duration::from_secs(10),
             ..StaleWindows::default()
         };
-        let e = Entry::from_origin(
-            &meta(),
+        let e = Entry::whole(
+            &origin_headers(),
             Bytes::from(vec![0u8; 1000]),
             Duration::from_secs(60),
             w,
@@ -324,6 +381,9 @@ mod tests {
             weight > 1000 + ENTRY_OVERHEAD && weight < 1000 + ENTRY_OVERHEAD + 300,
             "{weight}"
         );
+        let sliced = e.with_body(Body::Sliced { size: 100 });
+        assert!((sliced.weight("/k") as usize) < ENTRY_OVERHEAD + 300);
+        assert_eq!(sliced.slicing().map(|s| s.count()), Some(10));
         let n = Entry::negative(
             StatusCode::NOT_FOUND,
             Bytes::from_static(b"nf"),

@@ -1,15 +1,17 @@
 //! The cache key: the normalized viewer path plus whatever query parameters and request headers
 //! the cache policy lets through (CloudFront's cache key policy).
 //!
-//! Layout: `path [\x01 query] [\x02 name:value ...]`. Paths containing control characters are
-//! rejected during normalization, so the separators are unambiguous and [`key_path`] recovers
-//! the path for invalidation.
+//! Layout: `path [\x01 query] [\x02 name:value ...] [\x03 slice]`. Paths containing control
+//! characters are rejected during normalization, so the separators are unambiguous and
+//! [`key_path`] recovers the path for invalidation.
 
 use crate::config::{CacheKeyConfig, QueryMode, QueryStrings};
 pub use crate::security::path::{normalize_path, PathError};
 
 const QUERY_SEP: char = '\u{1}';
 const HEADER_SEP: char = '\u{2}';
+/// Separates an object's key from a slice number (`slice_key`).
+const SLICE_SEP: char = '\u{3}';
 
 /// A compiled cache key policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,10 +97,16 @@ impl KeyPolicy {
 
 /// The normalized path a key was built from.
 pub fn key_path(key: &str) -> &str {
-    match key.find([QUERY_SEP, HEADER_SEP]) {
+    match key.find([QUERY_SEP, HEADER_SEP, SLICE_SEP]) {
         Some(i) => &key[..i],
         None => key,
     }
+}
+
+/// The key of slice `index` of the object stored under `key`; invalidating the object's path
+/// drops its slices too.
+pub fn slice_key(key: &str, index: u64) -> String {
+    format!("{key}{SLICE_SEP}{index}")
 }
 
 /// An invalidation pattern: an exact path, or a prefix ending in `*` (CloudFront semantics).
@@ -203,6 +211,8 @@ mod tests {
     fn key_path_recovers_path() {
         assert_eq!(key_path("/a/b"), "/a/b");
         assert_eq!(key_path("/a\u{1}q=1\u{2}h:v"), "/a");
+        assert_eq!(key_path(&slice_key("/a\u{1}q=1", 7)), "/a");
+        assert_ne!(slice_key("/a", 1), slice_key("/a", 11));
         assert_eq!(key_path("/a?b"), "/a?b");
     }
 

@@ -1,4 +1,4 @@
-//! The byte-weighted in-memory store (moka). Entries live for their freshness lifetime plus the
+//! The memory tier (`Storage`): a byte-weighted moka store. Entries live for their freshness lifetime plus the
 //! longest stale window, so stale copies remain available for stale-if-error and
 //! stale-while-revalidate; freshness itself is decided per request from the entry.
 
@@ -58,6 +58,11 @@ impl Store {
 
     pub async fn get(&self, key: &str) -> Option<Arc<Entry>> {
         self.cache.get(key).await
+    }
+
+    /// Whether `key` is stored (without touching its recency).
+    pub fn contains(&self, key: &str) -> bool {
+        self.cache.contains_key(key)
     }
 
     pub async fn insert(&self, key: String, entry: Arc<Entry>) {
@@ -133,12 +138,11 @@ impl Store {
 mod tests {
     use super::*;
     use crate::cache::entry::StaleWindows;
-    use crate::origin::ObjectMeta;
     use bytes::Bytes;
 
     fn entry(len: usize, ttl: u64) -> Arc<Entry> {
-        Arc::new(Entry::from_origin(
-            &ObjectMeta::default(),
+        Arc::new(Entry::whole(
+            &http::HeaderMap::new(),
             Bytes::from(vec![b'x'; len]),
             Duration::from_secs(ttl),
             StaleWindows::default(),

@@ -15,12 +15,7 @@ use http::{HeaderValue, StatusCode};
 /// A streamed origin body; errors mean the body was cut short.
 pub type OriginBody = Pin<Box<dyn Stream<Item = Result<Bytes, OriginError>> + Send>>;
 
-/// Validators for a conditional fetch of a stale entry.
-#[derive(Debug, Clone, Default)]
-pub struct Validators {
-    pub etag: Option<HeaderValue>,
-    pub last_modified: Option<HeaderValue>,
-}
+pub use crate::policy::conditional::Validators;
 
 /// One origin fetch.
 #[derive(Debug, Clone, Default)]
@@ -84,6 +79,30 @@ pub struct ObjectMeta {
     pub content_range: Option<HeaderValue>,
     /// The origin's `Date`, when it could be read.
     pub date: Option<HeaderValue>,
+}
+
+impl ObjectMeta {
+    /// The representation headers as a map, for the cache's allowlist
+    /// (`cache::headers::replayed`) to filter: the one conversion from S3's fields.
+    pub fn headers(&self) -> http::HeaderMap {
+        use http::header;
+        let mut h = http::HeaderMap::with_capacity(10);
+        for (name, v) in [
+            (header::CONTENT_TYPE, &self.content_type),
+            (header::ETAG, &self.etag),
+            (header::LAST_MODIFIED, &self.last_modified),
+            (header::CACHE_CONTROL, &self.cache_control),
+            (header::EXPIRES, &self.expires),
+            (header::CONTENT_ENCODING, &self.content_encoding),
+            (header::CONTENT_LANGUAGE, &self.content_language),
+            (header::CONTENT_DISPOSITION, &self.content_disposition),
+        ] {
+            if let Some(v) = v {
+                h.insert(name, v.clone());
+            }
+        }
+        h
+    }
 }
 
 pub struct OriginResponse {

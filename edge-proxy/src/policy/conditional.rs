@@ -3,6 +3,16 @@
 
 use std::time::SystemTime;
 
+use http::HeaderValue;
+
+/// Validators for a conditional request (a stale entry's revalidation, or a viewer's own
+/// validators forwarded on a pass-through).
+#[derive(Debug, Clone, Default)]
+pub struct Validators {
+    pub etag: Option<HeaderValue>,
+    pub last_modified: Option<HeaderValue>,
+}
+
 /// Whether a GET/HEAD for a representation with `etag`/`last_modified` should get 304.
 /// `If-None-Match` takes precedence; `If-Modified-Since` is only consulted without it.
 pub fn not_modified(

@@ -96,6 +96,17 @@ pub fn content_range(start: u64, end: u64, len: u64) -> String {
     format!("bytes {start}-{end}/{len}")
 }
 
+/// A `Content-Range: bytes A-B/LEN` from a 206: `(A, B, LEN)`; `None` for anything else
+/// (`*` lengths included: a slice needs the object's length).
+pub fn parse_content_range(v: &[u8]) -> Option<(u64, u64, u64)> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    let rest = s.strip_prefix("bytes")?.trim_start();
+    let (span, len) = rest.split_once('/')?;
+    let (a, b) = span.trim().split_once('-')?;
+    let (a, b, len) = (number(a.trim())?, number(b.trim())?, number(len.trim())?);
+    (a <= b && b < len).then_some((a, b, len))
+}
+
 /// `Content-Range` for a 416 answer.
 pub fn unsatisfied_range(len: u64) -> String {
     format!("bytes */{len}")
@@ -160,6 +171,22 @@ mod tests {
         assert_eq!(eval("items=0-5", 10), Full);
         assert_eq!(eval("bytes=0-1,3-4", 10), Full);
         assert_eq!(eval("bytes=0-1, 20-30", 10), Full);
+    }
+
+    #[test]
+    fn content_ranges_from_the_origin() {
+        assert_eq!(parse_content_range(b"bytes 0-9/100"), Some((0, 9, 100)));
+        assert_eq!(parse_content_range(b"bytes 5-5/6"), Some((5, 5, 6)));
+        for bad in [
+            &b"bytes 0-9/*"[..],
+            b"bytes */100",
+            b"bytes 9-0/100",
+            b"bytes 0-100/100",
+            b"items 0-1/2",
+            b"bytes 0-x/2",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

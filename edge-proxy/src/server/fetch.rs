@@ -1,8 +1,11 @@
-//! Request collapsing: concurrent misses on one key share a single origin fetch run in its own
-//! task (so it survives viewers hanging up). Waiters wait for the origin's answer at most about
-//! the first-byte timeout, then serve stale or fetch on their own. Results are stored under an
-//! invalidation-epoch check that no interleaving can defeat; failures reach every waiter at once,
-//! leave cached objects untouched, and are remembered briefly (error caching).
+//! Request collapsing: concurrent misses on one key (an object, or one slice of it) share a
+//! single origin fetch run in its own task (so it survives viewers hanging up). The shared
+//! result is ready as soon as the origin's headers are in; its body keeps filling in that task
+//! and every waiter reads the same fill from byte 0, however late it joined. Waiters wait for
+//! the origin's answer at most about the first-byte timeout, then serve stale or fetch on their
+//! own. Results are stored under an invalidation-epoch check that no interleaving can defeat;
+//! failures reach every waiter at once, leave cached objects untouched, and are remembered
+//! briefly (error caching).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,14 +15,14 @@ use std::time::Instant;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::watch;
 
-pub use super::fill::{FetchKind, FetchResult, Fetched, PassThrough};
+pub use super::fill::{FetchKind, FetchResult, Fetched, PassThrough, Target};
 use super::{CachedError, Edge, Generation};
 use crate::cache::Entry;
 use crate::origin::OriginError;
 
 type SharedFetch = Shared<BoxFuture<'static, FetchResult>>;
 
-/// One fetch in flight.
+/// One fetch in flight (headers awaited or body still filling).
 struct Slot {
     id: u64,
     /// Invalidation epoch when it started: later requests never join an older fetch.
@@ -52,8 +55,9 @@ impl Inflight {
     }
 }
 
-/// Removes the in-flight slot when the fetch task ends, however it ends (only its own slot: a
-/// newer fetch may have replaced it after an invalidation).
+/// Removes the in-flight slot when the fetch (its body included) ends, however it ends (only
+/// its own slot: a newer fetch may have replaced it after an invalidation). Dropped after the
+/// result is stored, so a request finds either the slot or the stored entry.
 struct SlotGuard {
     edge: Arc<Edge>,
     key: String,
@@ -77,15 +81,32 @@ pub enum Collapsed {
     GaveUp,
 }
 
-/// Joins or starts the fetch for `key`. Returns the outcome and whether this request joined a
-/// fetch another request had started.
+/// Joins or starts the fetch of `key` (slice 0 first). Returns the outcome and whether this
+/// request joined a fetch another request had started.
 pub async fn fetch_collapsed(
     edge: &Arc<Edge>,
     generation: &Arc<Generation>,
     key: &str,
     stale: Option<Arc<Entry>>,
 ) -> (Collapsed, bool) {
-    let (fut, mut answered, collapsed) = join_or_start(edge, generation, key, stale);
+    fetch_collapsed_as(edge, generation, key, stale, Target::object(0)).await
+}
+
+/// [`fetch_collapsed`] asking the origin for `target` when this request starts the fetch.
+pub async fn fetch_collapsed_as(
+    edge: &Arc<Edge>,
+    generation: &Arc<Generation>,
+    key: &str,
+    stale: Option<Arc<Entry>>,
+    target: Target,
+) -> (Collapsed, bool) {
+    // Never declines: the store is not consulted here.
+    let Some((fut, mut answered, collapsed)) =
+        join_or_start(edge, generation, key, stale, target, false)
+    else {
+        let e = OriginError::Other("collapsed fetch declined".into());
+        return (Collapsed::Done(Err(e)), false);
+    };
     let settings = &generation.settings;
     if collapsed {
         edge.metrics.collapsed.inc();
@@ -107,15 +128,38 @@ pub async fn fetch_collapsed(
     }
 }
 
+/// Joins or starts the fetch of slice `index` (stored under `key`) of the object `head`
+/// describes. `None`: the slice was stored a moment ago; look it up again.
+pub async fn fetch_slice(
+    edge: &Arc<Edge>,
+    generation: &Arc<Generation>,
+    key: &str,
+    index: u64,
+    head: Arc<Entry>,
+) -> Option<FetchResult> {
+    let target = Target::Slice { index, head };
+    let (fut, _, collapsed) = join_or_start(edge, generation, key, None, target, true)?;
+    if collapsed {
+        edge.metrics.collapsed.inc();
+    }
+    let waited = tokio::time::timeout(generation.settings.collapse_wait, fut).await;
+    Some(waited.unwrap_or_else(|_| {
+        Err(OriginError::Timeout(
+            "waited too long for a slice fetch".into(),
+        ))
+    }))
+}
+
 /// An uncollapsed fetch for a waiter that gave up on a slow shared one; stored like any other.
 pub async fn fetch_alone(
     edge: &Arc<Edge>,
     generation: &Arc<Generation>,
     key: &str,
     stale: Option<Arc<Entry>>,
+    target: Target,
 ) -> FetchResult {
     let epoch = edge.invalidation_epoch.load(Ordering::SeqCst);
-    run_fetch(edge, generation, key, stale, epoch, || {}).await
+    run_fetch(edge, generation, key, stale, target, epoch, || {}, None).await
 }
 
 /// Starts a background refresh for `key` unless one is already running.
@@ -126,19 +170,34 @@ pub fn refresh_in_background(
     stale: Arc<Entry>,
 ) {
     // The task runs on its own; nothing needs the result here.
-    drop(join_or_start(edge, generation, key, Some(stale)));
+    drop(join_or_start(
+        edge,
+        generation,
+        key,
+        Some(stale),
+        Target::object(0),
+        false,
+    ));
 }
 
+/// The shared fetch of `key`, joined or started. With `check_store`, declines (`None`) when
+/// no fetch is in flight but the key is stored: the slot of a finished fetch is removed only
+/// after its result is stored, so this closes the gap between a store miss and joining.
 fn join_or_start(
     edge: &Arc<Edge>,
     generation: &Arc<Generation>,
     key: &str,
     stale: Option<Arc<Entry>>,
-) -> (SharedFetch, watch::Receiver<bool>, bool) {
+    target: Target,
+    check_store: bool,
+) -> Option<(SharedFetch, watch::Receiver<bool>, bool)> {
     let epoch = edge.invalidation_epoch.load(Ordering::SeqCst);
     let mut map = edge.inflight.lock();
     if let Some(slot) = map.get(key).filter(|s| s.epoch == epoch) {
-        return (slot.fut.clone(), slot.answered.clone(), true);
+        return Some((slot.fut.clone(), slot.answered.clone(), true));
+    }
+    if check_store && generation.storage().contains(key) {
+        return None;
     }
     let id = edge.inflight.next_id.fetch_add(1, Ordering::Relaxed);
     let guard = SlotGuard {
@@ -150,12 +209,20 @@ fn join_or_start(
     let (edge2, generation2) = (edge.clone(), generation.clone());
     let task = tokio::spawn(async move {
         let key = guard.key.clone();
-        let r = run_fetch(&edge2, &generation2, &key, stale, epoch, move || {
+        let answered = move || {
             let _ = tx.send(true);
-        })
-        .await;
-        drop(guard);
-        r
+        };
+        run_fetch(
+            &edge2,
+            &generation2,
+            &key,
+            stale,
+            target,
+            epoch,
+            answered,
+            Some(guard),
+        )
+        .await
     });
     let fut: SharedFetch = async move {
         match task.await {
@@ -174,46 +241,57 @@ fn join_or_start(
             answered: rx.clone(),
         },
     );
-    (fut, rx, false)
+    Some((fut, rx, false))
 }
 
+/// Fetches, stores what needs no body, and leaves a streaming body to a pump task that stores
+/// its entries when complete and only then releases the slot (`guard`).
+#[allow(clippy::too_many_arguments)]
 async fn run_fetch(
     edge: &Arc<Edge>,
     generation: &Arc<Generation>,
     key: &str,
     stale: Option<Arc<Entry>>,
+    target: Target,
     epoch: u64,
     answered: impl FnOnce(),
+    guard: Option<SlotGuard>,
 ) -> FetchResult {
-    let path = crate::cache::key::key_path(key);
-    let validators = stale
-        .as_ref()
-        .filter(|e| !e.is_negative())
-        .map(|e| e.validators())
-        .unwrap_or_default();
-    let result = super::fill::fill(
-        edge,
-        generation,
-        path,
-        validators,
-        stale.as_deref(),
-        answered,
-    )
-    .await;
+    let filled =
+        super::fill::fill(edge, generation, key, &target, stale.as_deref(), answered).await;
+    let result = filled.result;
     match &result {
         Ok(fetched) => {
             generation.misses.errors.invalidate(key);
-            if let Fetched::Entry { entry, kind } = &**fetched {
-                match kind {
+            match (&**fetched, &filled.pump) {
+                (Fetched::Entry { entry, kind, .. }, None) => match kind {
                     FetchKind::Stored | FetchKind::Refreshed => {
                         store_checked(edge, generation, key, entry.clone(), epoch).await;
                     }
-                    FetchKind::RefreshedDropped => generation.store.remove(key).await,
+                    FetchKind::RefreshedDropped => generation.storage().remove(key).await,
                     FetchKind::NotStored => {}
+                },
+                (Fetched::Changed, _) => {
+                    tracing::debug!(key, "object changed under its slices");
                 }
+                _ => {}
             }
         }
         Err(e) => remember_error(generation, key, e),
+    }
+    if let Some(pump) = filled.pump {
+        let (edge, generation) = (edge.clone(), generation.clone());
+        let path = crate::cache::key::key_path(key).to_owned();
+        tokio::spawn(async move {
+            if let Some(entries) = pump.run(&edge, &path).await {
+                for (k, e) in entries {
+                    if !store_checked(&edge, &generation, &k, e, epoch).await {
+                        break;
+                    }
+                }
+            }
+            drop(guard);
+        });
     }
     result
 }
@@ -231,9 +309,10 @@ async fn store_checked(
     if edge.invalidation_epoch.load(Ordering::SeqCst) != epoch {
         return false;
     }
-    generation.store.insert(key.to_owned(), entry).await;
+    let storage = generation.storage();
+    storage.insert(key.to_owned(), entry).await;
     if edge.invalidation_epoch.load(Ordering::SeqCst) != epoch {
-        generation.store.remove(key).await;
+        storage.remove(key).await;
         return false;
     }
     true
@@ -329,13 +408,36 @@ mod tests {
         }
     }
 
-    fn body_of(r: &Collapsed) -> Option<Bytes> {
+    /// The whole body of an entry, following its fill if it is still filling.
+    async fn read_all(e: &Entry) -> Bytes {
+        match &e.body {
+            crate::cache::Body::Bytes(b) => b.clone(),
+            crate::cache::Body::Filling(f) => {
+                let mut r = f.reader(0, f.len());
+                let mut out = Vec::new();
+                while let Some(c) = futures::StreamExt::next(&mut r).await {
+                    out.extend_from_slice(&c.expect("whole fill"));
+                }
+                Bytes::from(out)
+            }
+            crate::cache::Body::Sliced { .. } => Bytes::new(),
+        }
+    }
+
+    async fn body_of(r: &Collapsed) -> Option<Bytes> {
         match r {
             Collapsed::Done(Ok(f)) => match &**f {
-                Fetched::Entry { entry, .. } => Some(entry.body.clone()),
-                Fetched::Stream(_) => None,
+                Fetched::Entry { entry, .. } => Some(read_all(entry).await),
+                _ => None,
             },
             _ => None,
+        }
+    }
+
+    /// Waits until every fetch (bodies included) has finished and stored its result.
+    async fn settled(e: &Edge) {
+        while !e.inflight.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -364,7 +466,7 @@ mod tests {
             if release_old_first {
                 o.gate.add_permits(1);
                 let (r, _) = first.await.expect("first");
-                assert_eq!(body_of(&r).as_deref(), Some(&b"old"[..]));
+                assert_eq!(body_of(&r).await.as_deref(), Some(&b"old"[..]));
                 o.gate.add_permits(1);
             } else {
                 o.gate.add_permits(1);
@@ -377,9 +479,14 @@ mod tests {
                 !joined,
                 "must not join the fetch from before the invalidation"
             );
-            assert_eq!(body_of(&r).as_deref(), Some(&b"new"[..]));
+            assert_eq!(body_of(&r).await.as_deref(), Some(&b"new"[..]));
+            settled(&e).await;
             let stored = g.store.get("/x").await.expect("stored");
-            assert_eq!(&stored.body[..], b"new", "old first: {release_old_first}");
+            assert_eq!(
+                stored.bytes().map(|b| &b[..]),
+                Some(&b"new"[..]),
+                "old first: {release_old_first}"
+            );
             assert!(e.inflight.is_empty());
         }
     }
@@ -402,7 +509,8 @@ mod tests {
         o.gate.add_permits(1);
         let (r, joined) = leader.await.expect("leader");
         assert!(!joined);
-        assert_eq!(body_of(&r).as_deref(), Some(&b"body"[..]));
+        assert_eq!(body_of(&r).await.as_deref(), Some(&b"body"[..]));
+        settled(&e).await;
         assert!(g.store.get("/slow").await.is_some());
     }
 
@@ -455,7 +563,8 @@ mod tests {
         let e = Arc::new(Edge::new(generation, None, false));
         let g = e.current.load_full();
         let (r, _) = fetch_collapsed(&e, &g, "/o", None).await;
-        assert_eq!(body_of(&r).as_deref(), Some(&b"body"[..]));
+        assert_eq!(body_of(&r).await.as_deref(), Some(&b"body"[..]));
+        settled(&e).await;
         let stale = g.store.get("/o").await.expect("stored, stale at once");
         let (r, _) = fetch_collapsed(&e, &g, "/o", Some(stale)).await;
         assert!(
@@ -465,10 +574,126 @@ mod tests {
         assert!(refreshed.is_fresh(Instant::now()));
         // The next 304 forbids storing: served once from the old body, then gone.
         let (r, _) = fetch_collapsed(&e, &g, "/o", Some(refreshed)).await;
-        assert_eq!(body_of(&r).as_deref(), Some(&b"body"[..]));
+        assert_eq!(body_of(&r).await.as_deref(), Some(&b"body"[..]));
         assert!(
             matches!(&r, Collapsed::Done(Ok(f)) if matches!(&**f, Fetched::Entry { kind: FetchKind::RefreshedDropped, .. }))
         );
         assert!(g.store.get("/o").await.is_none(), "dropped");
+    }
+
+    /// An S3-like origin that honours `Range` and `If-Match`, counting requests.
+    struct RangeOrigin {
+        body: Vec<u8>,
+        etag: Mutex<&'static str>,
+        calls: AtomicUsize,
+    }
+
+    impl OriginClient for RangeOrigin {
+        fn fetch(&self, req: OriginRequest) -> BoxFuture<'_, Result<OriginResponse, OriginError>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let etag = *self.etag.lock().unwrap_or_else(|p| p.into_inner());
+            let len = self.body.len() as u64;
+            let (a, b) = req
+                .range
+                .as_ref()
+                .and_then(|r| {
+                    r.to_str()
+                        .ok()?
+                        .strip_prefix("bytes=")?
+                        .split_once('-')
+                        .map(|(a, b)| (a.parse::<u64>().ok(), b.parse::<u64>().ok()))
+                })
+                .and_then(|(a, b)| Some((a?, b?.min(len - 1))))
+                .unwrap_or((0, len - 1));
+            let mismatch = req.if_match.as_ref().is_some_and(|m| m != etag);
+            let chunk: Result<Bytes, OriginError> =
+                Ok(Bytes::copy_from_slice(&self.body[a as usize..=b as usize]));
+            async move {
+                if mismatch {
+                    return Ok(OriginResponse {
+                        status: OriginStatus::PreconditionFailed,
+                        meta: ObjectMeta::default(),
+                        body: None,
+                    });
+                }
+                Ok(OriginResponse {
+                    status: OriginStatus::PartialContent,
+                    meta: ObjectMeta {
+                        content_length: Some(b - a + 1),
+                        content_range: http::HeaderValue::from_str(&format!("bytes {a}-{b}/{len}"))
+                            .ok(),
+                        etag: Some(http::HeaderValue::from_static(etag)),
+                        cache_control: Some(http::HeaderValue::from_static("max-age=600")),
+                        ..ObjectMeta::default()
+                    },
+                    body: Some(Box::pin(futures::stream::iter([chunk]))),
+                })
+            }
+            .boxed()
+        }
+
+        fn probe(&self) -> BoxFuture<'_, Result<(), OriginError>> {
+            async { Ok(()) }.boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn large_objects_are_fetched_as_slices_and_an_etag_change_is_caught() {
+        use crate::cache::key::slice_key;
+        let body: Vec<u8> = (0..250u32).map(|i| (i % 251) as u8).collect();
+        let o = Arc::new(RangeOrigin {
+            body: body.clone(),
+            etag: Mutex::new("\"v1\""),
+            calls: AtomicUsize::new(0),
+        });
+        let mut settings = Settings::new(EdgeConfig::for_bucket("bkt"));
+        settings.slice_size = 100;
+        let generation = Generation::new(settings, o.clone(), crate::cache::Store::new(1 << 20));
+        let e = Arc::new(Edge::new(generation, None, false));
+        let g = e.current.load_full();
+        // A viewer range starting in slice 1: only slice 1 is asked for.
+        let (r, _) = fetch_collapsed_as(&e, &g, "/big", None, Target::object(1)).await;
+        let Collapsed::Done(Ok(f)) = r else {
+            panic!("fetch failed")
+        };
+        let Fetched::Entry {
+            entry: head,
+            first: Some((1, slice)),
+            ..
+        } = &*f
+        else {
+            panic!("a sliced head with its first slice expected")
+        };
+        assert_eq!(head.len, 250);
+        assert_eq!(head.slicing().map(|s| s.count()), Some(3));
+        assert_eq!(&read_all(slice).await[..], &body[100..200]);
+        settled(&e).await;
+        assert!(g.store.get(&slice_key("/big", 1)).await.is_some());
+        let stored_head = g.store.get("/big").await.expect("head stored");
+        assert!(stored_head.slicing().is_some());
+        // Another slice: its own fetch, stored under its own key.
+        let r = fetch_slice(&e, &g, &slice_key("/big", 2), 2, head.clone())
+            .await
+            .expect("not stored yet")
+            .expect("slice");
+        let Fetched::Entry { entry, .. } = &*r else {
+            panic!("slice entry expected")
+        };
+        assert_eq!(&read_all(entry).await[..], &body[200..250]);
+        settled(&e).await;
+        // Already stored: the collapsing layer says so instead of fetching again.
+        assert!(fetch_slice(&e, &g, &slice_key("/big", 2), 2, head.clone())
+            .await
+            .is_none());
+        // The object changes: the next slice is refused by If-Match, never spliced in.
+        *o.etag.lock().unwrap_or_else(|p| p.into_inner()) = "\"v2\"";
+        let r = fetch_slice(&e, &g, &slice_key("/big", 0), 0, head.clone())
+            .await
+            .expect("not stored")
+            .expect("answer");
+        assert!(matches!(&*r, Fetched::Changed));
+        settled(&e).await;
+        assert!(g.store.get(&slice_key("/big", 0)).await.is_none());
+        assert_eq!(o.calls.load(Ordering::SeqCst), 3);
     }
 }

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub origin_error_codes: Family<CodeLabels, Counter>,
     pub origin_degraded: Gauge,
     pub collapse_gave_up: Counter,
+    /// Slice answers from another version of the object than its head (answer cut or retried).
+    pub slice_changed: Counter,
     pub origin_duration: Histogram,
     pub cache_entries: Gauge,
     pub cache_weighted_bytes: Gauge,
@@ -112,6 +114,12 @@ impl Metrics {
             "Collapsed waiters that stopped waiting for a slow shared fetch",
             collapse_gave_up.clone(),
         );
+        let slice_changed = Counter::default();
+        registry.register(
+            "slice_changed",
+            "Slice fetches that found the object changed under its cached head",
+            slice_changed.clone(),
+        );
         let origin_duration = Histogram::new([
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ]);
@@ -160,6 +168,7 @@ impl Metrics {
             origin_error_codes,
             origin_degraded,
             collapse_gave_up,
+            slice_changed,
             origin_duration,
             cache_entries,
             cache_weighted_bytes,

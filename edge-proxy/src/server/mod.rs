@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod passthrough;
 pub mod reload;
 pub mod respond;
+pub mod sliced;
 pub mod tls;
 pub mod viewer;
 
@@ -38,6 +39,8 @@ pub struct Settings {
     pub windows: StaleWindows,
     pub negative_ttl: Duration,
     pub max_object_size: u64,
+    /// `cache.sliceSize`: objects above it are fetched and stored in slices of this size.
+    pub slice_size: u64,
     /// `/index.html` for `defaultRootObject: index.html`.
     pub default_root: Option<String>,
     pub error_responses: Vec<CustomErrorResponse>,
@@ -46,7 +49,8 @@ pub struct Settings {
     /// How long a collapsed waiter waits for the shared fetch's origin to answer before it
     /// serves stale or fetches on its own (about the first-byte timeout).
     pub header_wait: Duration,
-    /// Bound on buffering a cacheable body (`origin.timeouts.total`).
+    /// Bound on buffering a body of undeclared length (`origin.timeouts.total`); bodies of
+    /// known length stream under the origin's idle timeout instead.
     pub fill_timeout: Duration,
     /// Error caching: default TTL for remembered origin failures.
     pub error_ttl: Duration,
@@ -76,6 +80,7 @@ impl Settings {
             },
             negative_ttl: cache.negative_ttl.as_duration(),
             max_object_size: cache.max_object_size.0,
+            slice_size: cache.slice_size.0.max(1),
             default_root: config.default_root_object.as_ref().map(|r| format!("/{r}")),
             error_responses: config.custom_error_responses.clone(),
             collapse_wait: (per_attempt * attempts).max(t.total.as_duration())
@@ -135,6 +140,13 @@ impl Default for MissState {
                 .time_to_live(Duration::from_secs(300))
                 .build(),
         }
+    }
+}
+
+impl Generation {
+    /// The cache tier behind the seam (today the memory store).
+    pub fn storage(&self) -> &dyn crate::cache::Storage {
+        &self.store
     }
 }
 

@@ -11,7 +11,7 @@ use super::body::{slice_stream, EdgeBody};
 use super::cache_status::{CacheStatus, Fwd};
 use super::fetch::PassThrough;
 use super::metrics::CacheLabel;
-use crate::cache::Entry;
+use crate::cache::{Body, Entry};
 use crate::origin::{ObjectMeta, OriginError};
 use crate::policy::conditional;
 use crate::policy::ranges::{self, RangeOutcome};
@@ -144,14 +144,108 @@ impl Served {
     }
 }
 
-/// Builds the answer from a cached entry: 304 for matching viewer validators, 206/416 for
-/// ranges, otherwise the whole body.
+/// What an answer from an entry carries, decided from the viewer's validators and `Range`
+/// before any body byte is needed (a sliced object fetches its first slice only for `Body`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    NotModified,
+    Unsatisfiable,
+    /// Bytes `start..end` of the body; `partial`: a 206.
+    Body {
+        start: u64,
+        end: u64,
+        partial: bool,
+    },
+}
+
+/// 304 for matching viewer validators, 206/416 for ranges (If-Range checked), else the whole.
+pub fn plan(req: &HeaderMap, entry: &Entry, status: StatusCode) -> Plan {
+    let len = entry.len;
+    if status == StatusCode::OK && entry.status == StatusCode::OK {
+        if matches_validators(req, entry) {
+            return Plan::NotModified;
+        }
+        if let Some(range) = req.get(header::RANGE) {
+            let applies = match req.get(header::IF_RANGE) {
+                None => true,
+                Some(ir) => conditional::if_range_allows(
+                    ir.as_bytes(),
+                    entry.etag.as_ref().map(|v| v.as_bytes()),
+                    entry.last_modified,
+                ),
+            };
+            if applies {
+                match ranges::evaluate(Some(range.as_bytes()), len) {
+                    RangeOutcome::Full => {}
+                    RangeOutcome::Partial { start, end } => {
+                        return Plan::Body {
+                            start,
+                            end: end + 1,
+                            partial: true,
+                        }
+                    }
+                    RangeOutcome::Unsatisfiable => return Plan::Unsatisfiable,
+                }
+            }
+        }
+    }
+    Plan::Body {
+        start: 0,
+        end: len,
+        partial: false,
+    }
+}
+
+/// Builds the answer from a cached entry whose body is in memory or filling.
 pub fn entry_response(
     req: &HeaderMap,
     head: bool,
     entry: &Entry,
     status: StatusCode,
     served: Served,
+) -> Response<EdgeBody> {
+    let plan = plan(req, entry, status);
+    planned_response(head, entry, status, served, plan, |start, end| {
+        entry_body(entry, start, end)
+    })
+}
+
+/// Bytes `start..end` of an entry's body, shared (in memory) or following its fill.
+pub fn entry_body(entry: &Entry, start: u64, end: u64) -> EdgeBody {
+    match &entry.body {
+        Body::Bytes(b) if start == 0 && end == b.len() as u64 => EdgeBody::full(b.clone()),
+        Body::Bytes(b) => EdgeBody::full(b.slice(start as usize..end as usize)),
+        Body::Filling(fill) => EdgeBody::Stream {
+            prefix: None,
+            rest: fill_stream(fill.reader(start, end)),
+            len: Some(end - start),
+        },
+        // Served by `sliced`; reaching here is a bug, answered with a cut body, not garbage.
+        Body::Sliced { .. } => EdgeBody::Stream {
+            prefix: None,
+            rest: Box::pin(futures::stream::iter([Err(OriginError::Other(
+                "sliced entry served without its slices".into(),
+            ))])),
+            len: Some(end - start),
+        },
+    }
+}
+
+/// A fill reader as a viewer body: a fill that fails cuts the response.
+pub fn fill_stream(reader: crate::cache::FillReader) -> crate::origin::OriginBody {
+    Box::pin(futures::StreamExt::map(reader, |r| {
+        r.map_err(|e| OriginError::Body(e.to_string()))
+    }))
+}
+
+/// The answer for `plan`; `body(start, end)` is called only when a body is sent.
+pub fn planned_response(
+    head: bool,
+    entry: &Entry,
+    status: StatusCode,
+    served: Served,
+    plan: Plan,
+    body: impl FnOnce(u64, u64) -> EdgeBody,
 ) -> Response<EdgeBody> {
     let now = Instant::now();
     let mut headers = entry.headers.clone();
@@ -167,72 +261,48 @@ pub fn entry_response(
         cs = cs.ttl(entry.ttl.as_secs() as i64 - age.as_secs() as i64);
     }
     headers.insert(CACHE_STATUS.clone(), cs.render());
-    let len = entry.body.len() as u64;
-
-    if status == StatusCode::OK && entry.status == StatusCode::OK {
-        if let Some(r) = conditional_response(req, entry, &mut headers) {
-            return r;
-        }
-        if let Some(range) = req.get(header::RANGE) {
-            let applies = match req.get(header::IF_RANGE) {
-                None => true,
-                Some(ir) => conditional::if_range_allows(
-                    ir.as_bytes(),
-                    entry.etag.as_ref().map(|v| v.as_bytes()),
-                    entry.last_modified,
-                ),
-            };
-            if applies {
-                match ranges::evaluate(Some(range.as_bytes()), len) {
-                    RangeOutcome::Full => {}
-                    RangeOutcome::Partial { start, end } => {
-                        let n = end - start + 1;
-                        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-                        if let Ok(v) =
-                            HeaderValue::from_str(&ranges::content_range(start, end, len))
-                        {
-                            headers.insert(header::CONTENT_RANGE, v);
-                        }
-                        let body = if head {
-                            EdgeBody::empty()
-                        } else {
-                            EdgeBody::full(entry.body.slice(start as usize..=end as usize))
-                        };
-                        return build(StatusCode::PARTIAL_CONTENT, headers, body);
-                    }
-                    RangeOutcome::Unsatisfiable => return unsatisfiable(headers, len),
+    match plan {
+        Plan::NotModified => not_modified(headers),
+        Plan::Unsatisfiable => unsatisfiable(headers, entry.len),
+        Plan::Body {
+            start,
+            end,
+            partial,
+        } => {
+            let status = if partial {
+                let n = end - start;
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                if let Ok(v) =
+                    HeaderValue::from_str(&ranges::content_range(start, end - 1, entry.len))
+                {
+                    headers.insert(header::CONTENT_RANGE, v);
                 }
-            }
+                StatusCode::PARTIAL_CONTENT
+            } else {
+                headers.insert(header::CONTENT_LENGTH, entry.content_length.clone());
+                status
+            };
+            let body = if head {
+                EdgeBody::empty()
+            } else {
+                body(start, end)
+            };
+            build(status, headers, body)
         }
     }
-    headers.insert(header::CONTENT_LENGTH, entry.content_length.clone());
-    let body = if head {
-        EdgeBody::empty()
-    } else {
-        EdgeBody::full(entry.body.clone())
-    };
-    build(status, headers, body)
 }
 
-/// 304 when the viewer's validators match the entry.
-fn conditional_response(
-    req: &HeaderMap,
-    entry: &Entry,
-    headers: &mut HeaderMap,
-) -> Option<Response<EdgeBody>> {
+/// Whether the viewer's validators match the entry (then 304).
+fn matches_validators(req: &HeaderMap, entry: &Entry) -> bool {
     let inm = req.get(header::IF_NONE_MATCH).map(|v| v.as_bytes());
     let ims = req.get(header::IF_MODIFIED_SINCE).map(|v| v.as_bytes());
-    if (inm.is_none() && ims.is_none())
-        || !conditional::not_modified(
+    (inm.is_some() || ims.is_some())
+        && conditional::not_modified(
             inm,
             ims,
             entry.etag.as_ref().map(|v| v.as_bytes()),
             entry.last_modified,
         )
-    {
-        return None;
-    }
-    Some(not_modified(std::mem::take(headers)))
 }
 
 fn not_modified(mut headers: HeaderMap) -> Response<EdgeBody> {
@@ -264,23 +334,9 @@ fn unsatisfiable(mut headers: HeaderMap, len: u64) -> Response<EdgeBody> {
 
 /// The origin metadata replayed on pass-through and HEAD answers.
 fn meta_headers(meta: &ObjectMeta, served: Served) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(14);
-    for (name, v) in [
-        (header::CONTENT_TYPE, &meta.content_type),
-        (header::ETAG, &meta.etag),
-        (header::LAST_MODIFIED, &meta.last_modified),
-        (header::CACHE_CONTROL, &meta.cache_control),
-        (header::EXPIRES, &meta.expires),
-        (header::CONTENT_ENCODING, &meta.content_encoding),
-        (header::CONTENT_LANGUAGE, &meta.content_language),
-        (header::CONTENT_DISPOSITION, &meta.content_disposition),
-    ] {
-        if let Some(v) = v {
-            headers.insert(name, v.clone());
-        }
-    }
+    // The same allowlist as stored entries.
+    let mut headers = crate::cache::headers::replayed(&meta.headers());
     headers.insert(header::AGE, HeaderValue::from_static("0"));
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     headers.insert(X_CACHE.clone(), HeaderValue::from_static("Miss"));
     headers.insert(CACHE_STATUS.clone(), served.cache_status().render());
     headers
@@ -438,8 +494,8 @@ mod tests {
             content_type: Some(HeaderValue::from_static("text/plain")),
             ..ObjectMeta::default()
         };
-        Entry::from_origin(
-            &meta,
+        Entry::whole(
+            &meta.headers(),
             Bytes::from_static(b"0123456789"),
             Duration::from_secs(60),
             StaleWindows::default(),

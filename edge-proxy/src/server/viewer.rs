@@ -4,6 +4,7 @@
 //! collapsed fetch) and `failed` (stale-if-error, must-revalidate 504, custom error pages).
 //! Responses are built in `respond`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,12 +14,14 @@ use http::{Method, Request, Response, StatusCode};
 
 use super::body::EdgeBody;
 use super::error_page::error_page;
-use super::fetch::{self, Collapsed, FetchKind, Fetched};
+use super::fetch::{self, Collapsed, FetchKind, Fetched, Target};
 use super::metrics::RequestLabels;
 use super::passthrough::{self, Forwarded};
 use super::respond::{self, entry_response, plain, Served, X_CACHE};
+use super::sliced::SliceFailure;
 use super::{Edge, Generation};
 use crate::cache::key::{key_path, normalize_path};
+use crate::cache::slice;
 use crate::cache::Entry;
 use crate::origin::OriginError;
 use crate::policy::protocol::ProtocolAnswer;
@@ -88,6 +91,7 @@ async fn answer<B>(edge: &Arc<Edge>, req: &Request<B>) -> (Response<EdgeBody>, O
         headers: req.headers(),
         head,
         key: &key,
+        restarted: AtomicBool::new(false),
     };
     request.serve().await
 }
@@ -273,12 +277,14 @@ struct Viewer<'a> {
     headers: &'a HeaderMap,
     head: bool,
     key: &'a str,
+    /// Set once the request started over because a sliced object changed under it.
+    restarted: AtomicBool,
 }
 
 impl Viewer<'_> {
     async fn serve(&self) -> (Response<EdgeBody>, Outcome) {
         let now = Instant::now();
-        match lookup(self.generation.store.get(self.key).await, now) {
+        match lookup(self.generation.storage().lookup(self.key).await, now) {
             Lookup::Fresh(e) => self.finish(&e, Served::Hit, None).await,
             Lookup::Revalidating(e) => {
                 fetch::refresh_in_background(self.edge, self.generation, self.key, e.clone());
@@ -314,8 +320,15 @@ impl Viewer<'_> {
                 return self.failed(err, stale, served, None).await;
             }
         }
-        let (collapsed, joined) =
-            fetch::fetch_collapsed(self.edge, self.generation, self.key, stale.clone()).await;
+        let target = self.first_target();
+        let (collapsed, joined) = fetch::fetch_collapsed_as(
+            self.edge,
+            self.generation,
+            self.key,
+            stale.clone(),
+            target.clone(),
+        )
+        .await;
         let result = match collapsed {
             Collapsed::Done(r) => r,
             Collapsed::GaveUp => {
@@ -323,7 +336,8 @@ impl Viewer<'_> {
                     let t = Some(started.elapsed());
                     return self.finish(s, Served::StaleIfError(504), t).await;
                 }
-                fetch::fetch_alone(self.edge, self.generation, self.key, stale.clone()).await
+                fetch::fetch_alone(self.edge, self.generation, self.key, stale.clone(), target)
+                    .await
             }
         };
         let origin_time = Some(started.elapsed());
@@ -339,6 +353,15 @@ impl Viewer<'_> {
         }
     }
 
+    /// What the origin is asked for first: the slice holding the first byte the viewer wants.
+    fn first_target(&self) -> Target {
+        let start = self
+            .headers
+            .get(header::RANGE)
+            .map_or(0, |r| slice::requested_start(r.as_bytes()));
+        Target::object(start / self.generation.settings.slice_size)
+    }
+
     async fn fetched(
         &self,
         fetched: &Fetched,
@@ -348,7 +371,7 @@ impl Viewer<'_> {
     ) -> (Response<EdgeBody>, Outcome) {
         let origin_time = Some(started.elapsed());
         match fetched {
-            Fetched::Entry { entry, kind } => {
+            Fetched::Entry { entry, kind, first } => {
                 let served = match kind {
                     FetchKind::Refreshed => Served::Refreshed { collapsed },
                     FetchKind::RefreshedDropped => Served::RefreshedDropped,
@@ -358,7 +381,14 @@ impl Viewer<'_> {
                         stale: had_stale,
                     },
                 };
-                self.finish(entry, served, origin_time).await
+                self.finish_with(entry, first.clone(), served, origin_time)
+                    .await
+            }
+            Fetched::Large => self.forward(key_path(self.key), self.head, started).await,
+            Fetched::Changed => {
+                let err = OriginError::status(502, "object changed during the fetch");
+                let served = Served::OriginError(502);
+                self.failed(err, None, served, origin_time).await
             }
             Fetched::Stream(slot) => {
                 let taken = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -474,6 +504,20 @@ impl Viewer<'_> {
         served: Served,
         origin_time: Option<Duration>,
     ) -> (Response<EdgeBody>, Outcome) {
+        self.finish_with(entry, None, served, origin_time).await
+    }
+
+    /// [`Viewer::finish`] with the first slice of a sliced object when it came with the head.
+    async fn finish_with(
+        &self,
+        entry: &Arc<Entry>,
+        first: Option<(u64, Arc<Entry>)>,
+        served: Served,
+        origin_time: Option<Duration>,
+    ) -> (Response<EdgeBody>, Outcome) {
+        if entry.slicing().is_some() && !entry.is_negative() {
+            return self.sliced(entry, first, served, origin_time).await;
+        }
         let outcome = Outcome {
             served,
             origin_time,
@@ -491,19 +535,95 @@ impl Viewer<'_> {
     }
 }
 
+impl Viewer<'_> {
+    /// Answers from a sliced object. The slice holding the first byte is had before the
+    /// headers go out: if the object changed, the request starts over once (the head was
+    /// dropped); later slices stream as the viewer reads, and a change then cuts the body.
+    async fn sliced(
+        &self,
+        head: &Arc<Entry>,
+        first: Option<(u64, Arc<Entry>)>,
+        served: Served,
+        origin_time: Option<Duration>,
+    ) -> (Response<EdgeBody>, Outcome) {
+        let plan = respond::plan(self.headers, head, StatusCode::OK);
+        let mut body = None;
+        if let (respond::Plan::Body { start, end, .. }, false) = (plan, self.head) {
+            if start < end {
+                let index = start / head.slicing().map_or(1, |s| s.size);
+                let have = first.filter(|(i, e)| *i == index && e.etag == head.etag);
+                let got = match have {
+                    Some((_, e)) => Ok(e),
+                    None => {
+                        super::sliced::slice(self.edge, self.generation, self.key, head, index)
+                            .await
+                    }
+                };
+                match got {
+                    Ok(e) => {
+                        body = Some(super::sliced::body(
+                            self.edge.clone(),
+                            self.generation.clone(),
+                            self.key.to_owned(),
+                            head.clone(),
+                            start,
+                            end,
+                            e,
+                        ));
+                    }
+                    Err(SliceFailure::Changed) if !self.restarted.swap(true, Ordering::Relaxed) => {
+                        return Box::pin(self.miss(None, Instant::now())).await;
+                    }
+                    Err(f) => {
+                        let err = match f {
+                            SliceFailure::Origin(e) => e,
+                            SliceFailure::Changed => {
+                                OriginError::status(502, "object keeps changing")
+                            }
+                        };
+                        let served = Served::OriginError(err.fwd_status());
+                        return Box::pin(self.failed(err, None, served, origin_time)).await;
+                    }
+                }
+            }
+        }
+        let resp = respond::planned_response(
+            self.head,
+            head,
+            StatusCode::OK,
+            served,
+            plan,
+            |start, end| match body {
+                Some(rest) => EdgeBody::Stream {
+                    prefix: None,
+                    rest,
+                    len: Some(end - start),
+                },
+                None => EdgeBody::empty(),
+            },
+        );
+        (
+            resp,
+            Outcome {
+                served,
+                origin_time,
+            },
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cache::entry::StaleWindows;
-    use crate::origin::ObjectMeta;
 
     fn entry(ttl: u64, windows: StaleWindows, stored_ago: u64) -> Arc<Entry> {
         let now = Instant::now();
         let stored = now
             .checked_sub(Duration::from_secs(stored_ago))
             .unwrap_or(now);
-        Arc::new(Entry::from_origin(
-            &ObjectMeta::default(),
+        Arc::new(Entry::whole(
+            &HeaderMap::new(),
             Bytes::from_static(b"x"),
             Duration::from_secs(ttl),
             windows,

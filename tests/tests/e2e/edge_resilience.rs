@@ -483,12 +483,20 @@ async fn a_truncated_origin_body_is_never_cached_and_every_waiter_fails_fast() {
     let mut tasks = Vec::new();
     for _ in 0..10 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move { s.get("/cut.bin").await }));
+        tasks.push(tokio::spawn(async move {
+            let resp = s.http.get(s.edge.url("/cut.bin")).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.bytes().await.map(|b| b.len()))
+        }));
     }
     for t in tasks {
-        let r = t.await.unwrap();
-        assert_ne!(r.status, 200, "a short body must never be served as whole");
-        assert_eq!(r.status, 502, "{} {}", r.cache_status(), r.text());
+        // Fills stream: the viewer has its headers before the cut, so the cut reaches it
+        // as a cut body (never a short body passed off as whole), or as a 502 before them.
+        let (status, body) = t.await.unwrap();
+        assert!(
+            status == 502 || (status == 200 && body.is_err()),
+            "status {status}, body {body:?}"
+        );
     }
     let took = started.elapsed();
     eprintln!("truncated: 10 viewers failed in {took:?}");

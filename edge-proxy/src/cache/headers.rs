@@ -1,0 +1,74 @@
+//! The one allowlist of origin response headers the edge stores and replays (on hits, misses,
+//! pass-through and HEAD answers alike). Everything else an origin sends (its `Date`, `Server`,
+//! `x-amz-*`, `Set-Cookie`, hop-by-hop headers…) is dropped, whatever the origin kind.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Representation metadata worth replaying.
+pub const REPLAYED: [HeaderName; 8] = [
+    header::CONTENT_TYPE,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::CACHE_CONTROL,
+    header::EXPIRES,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LANGUAGE,
+    header::CONTENT_DISPOSITION,
+];
+
+/// What a 304 may update on a stored entry (RFC 9111 §4.3.4, limited to the allowlist; the
+/// body's own metadata such as `Content-Type` stays with the body).
+pub const REFRESHED_BY_304: [HeaderName; 4] = [
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::CACHE_CONTROL,
+    header::EXPIRES,
+];
+
+/// The allowlisted subset of `origin`, plus `Accept-Ranges: bytes` (the edge serves ranges of
+/// everything it stores or streams).
+pub fn replayed(origin: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(REPLAYED.len() + 6);
+    for name in &REPLAYED {
+        if let Some(v) = origin.get(name) {
+            out.insert(name.clone(), v.clone());
+        }
+    }
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    out
+}
+
+/// `stored` with the fields a 304 carried merged over it.
+pub fn refreshed(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
+    let mut out = stored.clone();
+    for name in &REFRESHED_BY_304 {
+        if let Some(v) = not_modified.get(name) {
+            out.insert(name.clone(), v.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_allowlist_is_kept_and_304s_update_validators_and_freshness() {
+        let mut origin = HeaderMap::new();
+        origin.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        origin.insert(header::ETAG, HeaderValue::from_static("\"1\""));
+        origin.insert(header::SET_COOKIE, HeaderValue::from_static("a=b"));
+        origin.insert("x-amz-request-id", HeaderValue::from_static("r"));
+        let kept = replayed(&origin);
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        assert_eq!(kept[header::ACCEPT_RANGES], "bytes");
+        assert!(kept.get(header::SET_COOKIE).is_none());
+        let mut nm = HeaderMap::new();
+        nm.insert(header::ETAG, HeaderValue::from_static("\"2\""));
+        nm.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        let r = refreshed(&kept, &nm);
+        assert_eq!(r[header::ETAG], "\"2\"");
+        assert_eq!(r[header::CONTENT_TYPE], "text/plain");
+    }
+}

@@ -502,7 +502,7 @@ async fn operator_end_to_end() {
             .get(&format!("site-{region}"))
             .await
             .expect("dep");
-        old_templates.push((dep.spec.expect("spec").template, dep.metadata.generation));
+        old_templates.push((dep.spec.template, dep.metadata.generation));
     }
     let old_hash = st
         .regions
@@ -544,7 +544,7 @@ async fn operator_end_to_end() {
         assert_eq!(hash, rs.config_hash);
         let i = usize::from(region == "far");
         assert_eq!(
-            (dep.spec.expect("spec").template, dep.metadata.generation),
+            (dep.spec.template, dep.metadata.generation),
             old_templates[i].clone(),
             "a TTL change must not roll {region}'s pods"
         );

@@ -109,7 +109,12 @@ pub struct LeaderElector {
 }
 
 impl LeaderElector {
-    pub fn new(client: Client, namespace: &str, identity: impl Into<String>, timing: Timing) -> Self {
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        identity: impl Into<String>,
+        timing: Timing,
+    ) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             identity: identity.into(),
@@ -177,7 +182,8 @@ impl LeaderElector {
                 let record = Record::of(spec);
                 let changed_at = self.observe(&record, now);
                 let mine = record.holder == self.identity;
-                let valid_for = Duration::from_secs(record.duration_secs.unwrap_or(secs).max(0) as u64);
+                let valid_for =
+                    Duration::from_secs(record.duration_secs.unwrap_or(secs).max(0) as u64);
                 let expired = now.saturating_duration_since(changed_at) > valid_for;
                 if !mine && !record.holder.is_empty() && !expired {
                     return Ok(false);
@@ -231,7 +237,11 @@ impl LeaderElector {
     /// Renews until leadership is lost (a renewal refused because another holds the lease, or
     /// none succeeded within the renew deadline) or `stop` resolves. Each attempt is bounded
     /// by the time left before the deadline, so a hung request cannot stretch it.
-    pub async fn keep_renewing(&self, leadership: &Leadership, stop: impl std::future::Future<Output = ()>) -> Lost {
+    pub async fn keep_renewing(
+        &self,
+        leadership: &Leadership,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Lost {
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -368,7 +378,11 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(e.observe(&rec, t0), t0);
         let later = t0 + Duration::from_secs(10);
-        assert_eq!(e.observe(&rec, later), t0, "unchanged: still first seen at t0");
+        assert_eq!(
+            e.observe(&rec, later),
+            t0,
+            "unchanged: still first seen at t0"
+        );
         let mut renewed = rec.clone();
         renewed.renew_time = Some(MicroTime(Timestamp::from_second(1_010).expect("ts")));
         let t1 = later + Duration::from_secs(1);

@@ -200,9 +200,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let identity = pod_identity();
     let timing = Timing::default();
     timing.validate()?;
-    let elector = args
-        .leader_election
-        .then(|| LeaderElector::new(client.clone(), &args.lease_namespace, identity.clone(), timing));
+    let elector = args.leader_election.then(|| {
+        LeaderElector::new(
+            client.clone(),
+            &args.lease_namespace,
+            identity.clone(),
+            timing,
+        )
+    });
     // Up and answering; a standby replica is ready too (it only waits for the Lease).
     ready.store(true, Ordering::Relaxed);
     let mut leadership = None;
@@ -227,25 +232,27 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         tracing::info!("became leader");
     }
-    let renewer = elector.zip(leadership.clone()).map(|(elector, leadership)| {
-        let elector = Arc::new(elector);
-        let stop = shutdown.clone();
-        let handle = {
-            let elector = elector.clone();
-            tokio::spawn(async move {
-                let lost = elector
-                    .keep_renewing(&leadership, stop.cancelled_owned())
-                    .await;
-                if lost != Lost::Stopped {
-                    // client-go's advice: exit at once. In-flight reconciles must not finish
-                    // their writes while another replica may already lead.
-                    tracing::error!(reason = ?lost, "lost leadership; exiting");
-                    std::process::exit(1);
-                }
-            })
-        };
-        (elector, handle)
-    });
+    let renewer = elector
+        .zip(leadership.clone())
+        .map(|(elector, leadership)| {
+            let elector = Arc::new(elector);
+            let stop = shutdown.clone();
+            let handle = {
+                let elector = elector.clone();
+                tokio::spawn(async move {
+                    let lost = elector
+                        .keep_renewing(&leadership, stop.cancelled_owned())
+                        .await;
+                    if lost != Lost::Stopped {
+                        // client-go's advice: exit at once. In-flight reconciles must not finish
+                        // their writes while another replica may already lead.
+                        tracing::error!(reason = ?lost, "lost leadership; exiting");
+                        std::process::exit(1);
+                    }
+                })
+            };
+            (elector, handle)
+        });
 
     let dists: Api<Distribution> = match &args.watch_namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),

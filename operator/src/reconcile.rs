@@ -873,7 +873,9 @@ async fn pods_config(
         Ok(c) => PodsConfig::Counted(c),
         Err(e) => {
             tracing::warn!(distribution = %dist.name_any(), region = %region.name, error = %e, "cannot read the edge pods' config");
-            PodsConfig::Unknown(format!("pods not observable ({e}); the operator needs list on pods and get on pods/proxy"))
+            PodsConfig::Unknown(format!(
+                "pods not observable ({e}); the operator needs list on pods and get on pods/proxy"
+            ))
         }
     }
 }

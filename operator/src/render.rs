@@ -229,9 +229,8 @@ pub fn render_region(
 
     // The edge reloads everything in its config file except the listeners (see the edge's
     // `reload::apply`): only those roll pods.
-    let restart_part = serde_yaml::to_string(&cfg.server).map_err(|e| {
-        RenderError::new("spec", format!("encoding the edge server config: {e}"))
-    })?;
+    let restart_part = serde_yaml::to_string(&cfg.server)
+        .map_err(|e| RenderError::new("spec", format!("encoding the edge server config: {e}")))?;
     let mut pod_annotations = BTreeMap::from([(
         ANNOTATION_RESTART_HASH.to_string(),
         content_hash(&[restart_part.as_bytes()]),
@@ -557,7 +556,11 @@ mod tests {
     fn error_caching_and_origin_timeouts_reach_the_edge_config() {
         let mut d = fixtures::example();
         let cfg = edge_config(&d.spec, &KeySecrets::new()).expect("valid");
-        assert_eq!(cfg.cache.error_caching_min_ttl, Dur::secs(10), "edge default");
+        assert_eq!(
+            cfg.cache.error_caching_min_ttl,
+            Dur::secs(10),
+            "edge default"
+        );
         assert_eq!(cfg.origin.timeouts, Default::default());
         d.spec.cache.error_caching_min_ttl = Some("0".into());
         d.spec.origin.timeouts = Some(crate::crd::OriginTimeoutsSpec {
@@ -574,7 +577,12 @@ mod tests {
         let t = back.origin.timeouts;
         assert_eq!(
             (t.connect, t.first_byte, t.total, t.idle),
-            (Dur::secs(1), Dur::secs(5), Dur::secs(120), Some(Dur::secs(30)))
+            (
+                Dur::secs(1),
+                Dur::secs(5),
+                Dur::secs(120),
+                Some(Dur::secs(30))
+            )
         );
         // What the schema's pattern lets through but the edge refuses names the spec field.
         if let Some(t) = d.spec.origin.timeouts.as_mut() {
@@ -612,7 +620,11 @@ mod tests {
             .as_ref()
             .and_then(|m| m.annotations.as_ref())
             .expect("annotations");
-        assert_eq!(ann.get(ANNOTATION_CONFIG_HASH), None, "config reloads, no restart");
+        assert_eq!(
+            ann.get(ANNOTATION_CONFIG_HASH),
+            None,
+            "config reloads, no restart"
+        );
         assert!(ann.contains_key(ANNOTATION_RESTART_HASH));
         assert_eq!(
             o.config_map
@@ -629,7 +641,10 @@ mod tests {
             .flatten()
             .find(|m| m.name == "config")
             .expect("config mount");
-        assert_eq!((mount.mount_path.as_str(), mount.sub_path.as_deref()), (CONFIG_DIR, None));
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.sub_path.as_deref()),
+            (CONFIG_DIR, None)
+        );
         let probe = c
             .readiness_probe
             .as_ref()

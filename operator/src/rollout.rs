@@ -110,6 +110,9 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(l.hash.as_deref(), Some("aa"));
-        assert_eq!(l.rejected.map(|r| (r.hash, r.error)), Some(("bb".into(), "bad".into())));
+        assert_eq!(
+            l.rejected.map(|r| (r.hash, r.error)),
+            Some(("bb".into(), "bad".into()))
+        );
     }
 }

@@ -718,7 +718,11 @@ mod tests {
         // The pods still run the old file (the kubelet has not refreshed the mount yet).
         local.extend(pods_on("web", "site-local", 2, &old_hash));
         local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
-        let mut remote = changed(remote_paths(), stored_objects(&old, 1, true), &["ConfigMap"]);
+        let mut remote = changed(
+            remote_paths(),
+            stored_objects(&old, 1, true),
+            &["ConfigMap"],
+        );
         remote.extend(pods_on("kubefront-edge", "site-eu-west", 3, &old_hash));
         let (local, remote) = with_discovery(local, remote);
         let run = run(new, local, remote).await;
@@ -785,11 +789,7 @@ mod tests {
         ));
         local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
         // The apply's answer (an echo here) carries no pod counts yet: nobody is asked.
-        let remote = changed(
-            remote_paths(),
-            stored_objects(&d, 1, true),
-            &["Deployment"],
-        );
+        let remote = changed(remote_paths(), stored_objects(&d, 1, true), &["Deployment"]);
         let (local, remote) = with_discovery(local, remote);
         // The stored objects were rendered with another edge image than this operator runs.
         let run = run_image(d, local, remote, "kubefront/edge:next").await;
@@ -1211,11 +1211,9 @@ mod tests {
         for seen in [&run.local, &run.remote] {
             assert_eq!(edge_yaml(seen).security.trusted_key_groups[0].keys.len(), 3);
             assert!(
-                !seen
-                    .iter()
-                    .any(|s| s.method == Method::PATCH
-                        && s.path.contains("/deployments/")
-                        && !s.query.contains("dryRun")),
+                !seen.iter().any(|s| s.method == Method::PATCH
+                    && s.path.contains("/deployments/")
+                    && !s.query.contains("dryRun")),
                 "no pod restart for a key rotation"
             );
         }

@@ -159,9 +159,11 @@ pub fn region_status(
                         None => (false, REASON_WAITING_FOR_CONFIG, on),
                     }
                 }
-                PodsConfig::Unknown(why) => {
-                    (true, "MinimumReplicasAvailable", format!("{replicas}; {why}"))
-                }
+                PodsConfig::Unknown(why) => (
+                    true,
+                    "MinimumReplicasAvailable",
+                    format!("{replicas}; {why}"),
+                ),
             };
             conditions.set(AVAILABLE, bool_str(available), reason, msg);
             match &a.config {
@@ -487,17 +489,27 @@ mod tests {
         let s = status_of(&[with_pods(ok("a", true), counted(1, None))], None, &now);
         let r = &s.regions[0];
         assert_eq!((r.pods, r.updated_pods), (Some(2), Some(1)));
-        let avail = r.conditions.iter().find(|c| c.type_ == AVAILABLE).expect("a");
+        let avail = r
+            .conditions
+            .iter()
+            .find(|c| c.type_ == AVAILABLE)
+            .expect("a");
         assert_eq!(
             (avail.status.as_str(), avail.reason.as_str()),
             ("False", REASON_WAITING_FOR_CONFIG)
         );
-        assert!(avail.message.contains("1/2 pods on config abc"), "{avail:?}");
+        assert!(
+            avail.message.contains("1/2 pods on config abc"),
+            "{avail:?}"
+        );
         assert_eq!(cond(&s, READY).status, "False");
         assert_eq!(cond(&s, PROGRESSING).status, "True");
         assert_eq!(cond(&s, DEGRADED).status, "False");
 
-        let refused = counted(1, Some(("site-a-1".into(), "origin.maxAttempts: bad".into())));
+        let refused = counted(
+            1,
+            Some(("site-a-1".into(), "origin.maxAttempts: bad".into())),
+        );
         let s = status_of(&[with_pods(ok("a", true), refused)], None, &now);
         assert_eq!(cond(&s, DEGRADED).status, "True");
         assert_eq!(cond(&s, DEGRADED).reason, REASON_CONFIG_REJECTED);

@@ -1954,13 +1954,25 @@ async fn operator_writes(client: &Client, ns: &str) -> Vec<String> {
     let lp =
         kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=kubefront-operator");
     let mut out = Vec::new();
-    for o in Api::<ConfigMap>::namespaced(client.clone(), ns).list(&lp).await.expect("list") {
+    for o in Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .expect("list")
+    {
         out.push(mine("ConfigMap", &o.metadata));
     }
-    for o in Api::<Service>::namespaced(client.clone(), ns).list(&lp).await.expect("list") {
+    for o in Api::<Service>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .expect("list")
+    {
         out.push(mine("Service", &o.metadata));
     }
-    for o in Api::<Deployment>::namespaced(client.clone(), ns).list(&lp).await.expect("list") {
+    for o in Api::<Deployment>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .expect("list")
+    {
         out.push(mine("Deployment", &o.metadata));
     }
     for o in Api::<PodDisruptionBudget>::namespaced(client.clone(), ns)
@@ -1987,7 +1999,11 @@ async fn operator_writes(client: &Client, ns: &str) -> Vec<String> {
         .expect("list")
     {
         if e.reporting_controller.as_deref() == Some("kubefront-operator") {
-            out.push(format!("Event/{} rv {:?}", e.name_any(), e.resource_version()));
+            out.push(format!(
+                "Event/{} rv {:?}",
+                e.name_any(),
+                e.resource_version()
+            ));
         }
     }
     out.push(format!("Lease {:?}", lease_holder(client, ns).await));
@@ -2041,9 +2057,7 @@ async fn a_frozen_leader_is_replaced_and_writes_nothing_when_it_wakes() {
     );
 
     // op-b leads: it applies a change.
-    let patch = |ttl: &str| {
-        Patch::Merge(json!({"spec": {"cache": {"defaultTTL": ttl}}}))
-    };
+    let patch = |ttl: &str| Patch::Merge(json!({"spec": {"cache": {"defaultTTL": ttl}}}));
     dists
         .patch("site", &PatchParams::default(), &patch("12h"))
         .await

@@ -211,7 +211,10 @@ mod tests {
     #[test]
     fn config_hash_is_the_operators_contract() {
         // The same vector is pinned in the operator (render::tests): both sides must agree.
-        assert_eq!(config_hash("version: kubefront.io/edge/v1\n"), "566d8ee027fd6049");
+        assert_eq!(
+            config_hash("version: kubefront.io/edge/v1\n"),
+            "566d8ee027fd6049"
+        );
         assert_ne!(config_hash("a"), config_hash("a "));
     }
 

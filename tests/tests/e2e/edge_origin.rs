@@ -297,7 +297,10 @@ async fn a_changed_config_file_is_reloaded_and_keeps_the_cache() {
     assert_ne!(now["hash"], started["hash"], "{now} {started}");
     let m = s.edge.metrics().await.unwrap();
     assert_eq!(
-        m.sum("kubefront_edge_config_info", &[("hash", &config_hash(&file))]),
+        m.sum(
+            "kubefront_edge_config_info",
+            &[("hash", &config_hash(&file))]
+        ),
         1.0,
         "{}",
         m.text
@@ -367,7 +370,9 @@ async fn a_changed_config_file_is_reloaded_and_keeps_the_cache() {
         "{refused}"
     );
     assert!(
-        refused["rejected"]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        refused["rejected"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
         "{refused}"
     );
 

@@ -157,6 +157,7 @@ async fn run(cfg: EdgeConfig, args: RunArgs, file_text: Option<String>) -> anyho
 
     tokio::spawn(server::probe_until_ready(edge.clone()));
     if let (Some(path), Some(text)) = (args.config.clone(), file_text) {
+        reload::record_loaded(&edge, &text);
         let overrides = args.clone();
         let effective: reload::Effective =
             Arc::new(move |t: &str| overrides.effective(Some(t)).map_err(|e| format!("{e:#}")));

@@ -453,6 +453,32 @@ fn default_trusted_hops() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct Origin {
     pub s3: S3OriginSpec,
+    /// Origin fetch timeouts; the edge's defaults where unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<OriginTimeoutsSpec>,
+}
+
+/// How long an edge waits for the origin. Each must be longer than zero.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OriginTimeoutsSpec {
+    /// TCP/TLS connect. Default 3s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = positive_duration_rule("spec.origin.timeouts.connect"))]
+    pub connect: Option<DurationString>,
+    /// Until the origin's response headers arrive. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = positive_duration_rule("spec.origin.timeouts.firstByte"))]
+    pub first_byte: Option<DurationString>,
+    /// Whole fetch of an object being filled into the cache. Default 60s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = positive_duration_rule("spec.origin.timeouts.total"))]
+    pub total: Option<DurationString>,
+    /// Longest wait for the next body chunk once the origin answered (also bounds objects
+    /// streamed through uncached). Default: `firstByte`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = positive_duration_rule("spec.origin.timeouts.idle"))]
+    pub idle: Option<DurationString>,
 }
 
 /// A private S3 bucket (AWS or any S3-compatible server).
@@ -601,6 +627,16 @@ pub struct CacheSpec {
     /// TTL for cached 403/404 answers from the origin.
     #[serde(default = "default_negative_ttl", rename = "negativeTTL")]
     pub negative_ttl: DurationString,
+    /// How long an origin failure (5xx, timeout, bad credentials) is remembered for an object
+    /// with no stale copy, so a struggling origin is not hammered (CloudFront's error caching
+    /// minimum TTL). A `customErrorResponses[].ttl` overrides it for its code; `0` disables.
+    /// Default 10s.
+    #[serde(
+        default,
+        rename = "errorCachingMinTTL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub error_caching_min_ttl: Option<DurationString>,
     #[serde(default)]
     pub key: CacheKeySpec,
     /// Default behavior: key groups whose keys must sign every request no behavior matches,
@@ -643,6 +679,7 @@ impl Default for CacheSpec {
             stale_if_error: default_stale_if_error(),
             stale_while_revalidate: default_min_ttl(),
             negative_ttl: default_negative_ttl(),
+            error_caching_min_ttl: None,
             key: CacheKeySpec::default(),
             trusted_key_groups: Vec::new(),
         }
@@ -820,9 +857,16 @@ pub struct RegionStatus {
     /// In-cluster address of the edge Service (`http://name.ns.svc:80`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// Hash of the rendered edge config the Deployment's pods run.
+    /// Hash of the rendered edge config (the ConfigMap's `kubefront.io/config-hash`). Pods
+    /// pick up a new config by reloading their file, without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// Running edge pods of the region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<i32>,
+    /// Pods that report `configHash` as the config they have loaded (admin `/config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_pods: Option<i32>,
     /// `Applied`, `Available`, `Degraded`.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

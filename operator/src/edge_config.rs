@@ -118,6 +118,23 @@ pub fn edge_config(spec: &DistributionSpec, keys: &KeySecrets) -> Result<EdgeCon
     cfg.cache.stale_while_revalidate =
         parse_dur("spec.cache.staleWhileRevalidate", &c.stale_while_revalidate)?;
     cfg.cache.negative_ttl = parse_dur("spec.cache.negativeTTL", &c.negative_ttl)?;
+    if let Some(d) = parse_opt_dur("spec.cache.errorCachingMinTTL", &c.error_caching_min_ttl)? {
+        cfg.cache.error_caching_min_ttl = d;
+    }
+    if let Some(t) = &spec.origin.timeouts {
+        let f = |n: &str| format!("spec.origin.timeouts.{n}");
+        let timeouts = &mut cfg.origin.timeouts;
+        if let Some(d) = parse_opt_dur(&f("connect"), &t.connect)? {
+            timeouts.connect = d;
+        }
+        if let Some(d) = parse_opt_dur(&f("firstByte"), &t.first_byte)? {
+            timeouts.first_byte = d;
+        }
+        if let Some(d) = parse_opt_dur(&f("total"), &t.total)? {
+            timeouts.total = d;
+        }
+        timeouts.idle = parse_opt_dur(&f("idle"), &t.idle)?;
+    }
     cfg.cache.key = cache_key(&c.key);
     for (i, b) in spec.behaviors.iter().enumerate() {
         let f = |n: &str| format!("spec.behaviors[{i}].{n}");

@@ -9,6 +9,7 @@ pub mod prune;
 pub mod reconcile;
 pub mod regions;
 pub mod render;
+pub mod rollout;
 pub mod status;
 pub mod sync;
 pub mod target;

@@ -22,7 +22,7 @@ use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 use kubefront_operator::crd::{crd_yaml, Distribution};
-use kubefront_operator::lease::LeaderElector;
+use kubefront_operator::lease::{LeaderElector, Leadership, Lost, Timing};
 use kubefront_operator::metrics::Metrics;
 use kubefront_operator::reconcile::{self, Context, RemoteWatches};
 use kubefront_operator::regions::{KubeconfigClientFactory, Regions};
@@ -198,67 +198,61 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
 
     let identity = pod_identity();
+    let timing = Timing::default();
+    timing.validate()?;
     let elector = args.leader_election.then(|| {
         LeaderElector::new(
             client.clone(),
             &args.lease_namespace,
             identity.clone(),
-            Duration::from_secs(15),
+            timing,
         )
     });
     // Up and answering; a standby replica is ready too (it only waits for the Lease).
     ready.store(true, Ordering::Relaxed);
-    let lost_lease = CancellationToken::new();
+    let mut leadership = None;
     if let Some(elector) = &elector {
         tracing::info!(identity = elector.identity(), namespace = %args.lease_namespace, "waiting for leadership");
         loop {
-            match elector.try_acquire().await {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "lease acquire failed"),
+            let attempt = tokio::time::Instant::now();
+            match tokio::time::timeout(timing.renew_deadline, elector.try_acquire()).await {
+                // Counted from before the request: the Lease was written no earlier.
+                Ok(Ok(true)) => {
+                    leadership = Some(Leadership::acquired_at(attempt, timing.renew_deadline));
+                    break;
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "lease acquire failed"),
+                Err(_) => tracing::warn!("lease acquire timed out"),
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = tokio::time::sleep(timing.retry) => {}
             }
         }
         tracing::info!("became leader");
     }
-    let renewer = elector.map(|elector| {
-        let (shutdown, lost) = (shutdown.clone(), lost_lease.clone());
-        let elector = Arc::new(elector);
-        let handle = {
-            let elector = elector.clone();
-            tokio::spawn(async move {
-                let mut last_ok = tokio::time::Instant::now();
-                loop {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+    let renewer = elector
+        .zip(leadership.clone())
+        .map(|(elector, leadership)| {
+            let elector = Arc::new(elector);
+            let stop = shutdown.clone();
+            let handle = {
+                let elector = elector.clone();
+                tokio::spawn(async move {
+                    let lost = elector
+                        .keep_renewing(&leadership, stop.cancelled_owned())
+                        .await;
+                    if lost != Lost::Stopped {
+                        // client-go's advice: exit at once. In-flight reconciles must not finish
+                        // their writes while another replica may already lead.
+                        tracing::error!(reason = ?lost, "lost leadership; exiting");
+                        std::process::exit(1);
                     }
-                    match elector.try_acquire().await {
-                        Ok(true) => last_ok = tokio::time::Instant::now(),
-                        Ok(false) => {
-                            tracing::error!("lease taken over by another replica; stopping");
-                            lost.cancel();
-                            shutdown.cancel();
-                            return;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "lease renew failed");
-                            if last_ok.elapsed() > Duration::from_secs(12) {
-                                tracing::error!("could not renew the lease in time; stopping");
-                                lost.cancel();
-                                shutdown.cancel();
-                                return;
-                            }
-                        }
-                    }
-                }
-            })
-        };
-        (elector, handle)
-    });
+                })
+            };
+            (elector, handle)
+        });
 
     let dists: Api<Distribution> = match &args.watch_namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -281,7 +275,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             Some(remote_watches),
         )
         .with_tenancy(tenancy)
-        .with_resync(Duration::from_secs(args.resync_seconds)),
+        .with_resync(Duration::from_secs(args.resync_seconds))
+        .with_leadership(leadership),
     );
     let owned = || watcher::Config::default().labels(MANAGED_SELECTOR);
     // Secrets a Distribution reads (credentials, key groups, kubeconfigs) carry no label of
@@ -344,14 +339,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     if let Some((elector, handle)) = renewer {
         handle.abort();
-        if !lost_lease.is_cancelled() {
-            elector.release().await;
-        }
+        elector.release().await;
     }
     let _ = http.await;
-    if lost_lease.is_cancelled() {
-        anyhow::bail!("lost leadership");
-    }
     Ok(())
 }
 

@@ -22,6 +22,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::crd::{Distribution, DistributionStatus, RegionSpec, RegionStatus, RegionTarget};
+use crate::lease::Leadership;
 use crate::metrics::Metrics;
 use crate::prune;
 use crate::regions::{RegionError, Regions, RemoteClient};
@@ -29,7 +30,8 @@ use crate::render::{
     self, KeySecrets, RegionObjects, RenderContext, RenderError, LABEL_DISTRIBUTION,
     LABEL_DISTRIBUTION_NAMESPACE, MANAGED_SELECTOR,
 };
-use crate::status::{self, RegionApplied, RegionFailure, RegionOutcome};
+use crate::rollout;
+use crate::status::{self, PodsConfig, RegionApplied, RegionFailure, RegionOutcome};
 use crate::sync::{conflict, delete_owned, fetch, sync, SyncError, Synced};
 use crate::target::{self, StaleTarget};
 use crate::tenancy::TargetNamespacePolicy;
@@ -51,6 +53,9 @@ pub const REASON_PRUNE_FAILED: &str = "PruneFailed";
 pub const RESYNC: Duration = Duration::from_secs(300);
 const REQUEUE_FAILING: Duration = Duration::from_secs(30);
 const REQUEUE_ROLLING: Duration = Duration::from_secs(60);
+/// While pods reload a new config (the kubelet refreshes mounted ConfigMaps within about a
+/// minute), look again this often.
+const REQUEUE_RELOADING: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -64,6 +69,8 @@ pub enum Error {
     Cleanup { region: String, message: String },
     #[error("finalizer: {0}")]
     Finalizer(String),
+    #[error("not the leader (lease not renewed within the renew deadline); nothing written")]
+    NotLeader,
 }
 
 impl Error {
@@ -73,6 +80,7 @@ impl Error {
             Error::Kube { .. } => "ApiError",
             Error::Cleanup { .. } => "CleanupFailed",
             Error::Finalizer(_) => "FinalizerFailed",
+            Error::NotLeader => "NotLeader",
         }
     }
 }
@@ -93,6 +101,8 @@ pub struct Context {
     pub tenancy: TargetNamespacePolicy,
     /// Requeue interval of a Distribution whose regions are all fine.
     pub resync: Duration,
+    /// With leader election: whether this replica still leads (checked before writing).
+    pub leadership: Option<Leadership>,
     /// Consecutive failures per Distribution, for exponential error backoff.
     failures: Mutex<HashMap<ObjectRef<Distribution>, u32>>,
     /// Regions per Distribution, summed into the managed_regions gauge.
@@ -115,6 +125,7 @@ impl Context {
             remote_watches,
             tenancy: TargetNamespacePolicy::own_namespace_only(),
             resync: RESYNC,
+            leadership: None,
             failures: Mutex::new(HashMap::new()),
             managed: Mutex::new(HashMap::new()),
         }
@@ -124,6 +135,20 @@ impl Context {
     pub fn with_tenancy(mut self, tenancy: TargetNamespacePolicy) -> Self {
         self.tenancy = tenancy;
         self
+    }
+
+    /// Only act while `leadership` holds (none: always, no election).
+    pub fn with_leadership(mut self, leadership: Option<Leadership>) -> Self {
+        self.leadership = leadership;
+        self
+    }
+
+    /// Whether this replica may write now.
+    fn leads(&self) -> Result<(), Error> {
+        match &self.leadership {
+            Some(l) if !l.holds() => Err(Error::NotLeader),
+            _ => Ok(()),
+        }
     }
 
     /// Replaces the default resync interval ([`RESYNC`]).
@@ -164,6 +189,7 @@ impl Context {
 /// Controller entry point.
 pub async fn reconcile(dist: Arc<Distribution>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
+    ctx.leads()?;
     let ns = dist.namespace().unwrap_or_else(|| "default".into());
     let api: Api<Distribution> = Api::namespaced(ctx.regions.local().clone(), &ns);
     let result = finalizer(&api, FINALIZER, dist, |event| async {
@@ -330,8 +356,13 @@ async fn apply(dist: &Distribution, ctx: &Context) -> Result<Action, Error> {
     let rolling = outcomes
         .iter()
         .any(|o| matches!(&o.result, Ok(a) if !a.available));
+    let reloading = outcomes
+        .iter()
+        .any(|o| matches!(&o.result, Ok(a) if a.available && a.config.pending()));
     Ok(Action::requeue(if failing {
         REQUEUE_FAILING.min(ctx.resync)
+    } else if reloading {
+        REQUEUE_RELOADING.min(ctx.resync)
     } else if rolling {
         REQUEUE_ROLLING.min(ctx.resync)
     } else {
@@ -578,6 +609,7 @@ async fn write_status(
     if dist.status.as_ref() == Some(new) {
         return Ok(false);
     }
+    ctx.leads()?;
     let ns = dist.namespace().unwrap_or_else(|| "default".into());
     let api: Api<Distribution> = Api::namespaced(ctx.regions.local().clone(), &ns);
     let patch = serde_json::json!({ "status": new });
@@ -628,7 +660,11 @@ async fn apply_region(
     ctx: &Context,
 ) -> RegionOutcome {
     let target = RegionTarget::of(dist, region);
-    let result = match allowed(dist, index, &target, ctx) {
+    let leads = ctx.leads().map_err(|e| RegionFailure {
+        reason: e.reason().into(),
+        message: e.to_string(),
+    });
+    let result = match leads.and_then(|()| allowed(dist, index, &target, ctx)) {
         Ok(()) => apply_region_objects(dist, region, objs, &target, ctx).await,
         Err(refused) => Err(refused),
     };
@@ -776,14 +812,72 @@ async fn apply_region_objects(
             && st.updated_replicas.unwrap_or(0) >= replicas
             && st.available_replicas.unwrap_or(0) >= replicas
             && ready >= replicas);
+    let prev = dist
+        .status
+        .as_ref()
+        .and_then(|s| s.regions.iter().find(|p| p.name == region.name));
+    let config = pods_config(
+        &client,
+        dist,
+        region,
+        objs,
+        ns,
+        prev,
+        written.contains(&"ConfigMap") || dep.written || !available,
+        st.replicas.unwrap_or(0),
+    )
+    .await;
     Ok(RegionApplied {
         replicas,
         ready_replicas: ready,
         available,
         config_hash: objs.config_hash.clone(),
+        config,
         endpoint: format!("http://{}.{ns}.svc:{}", target.name, render::SERVICE_PORT),
         written,
     })
+}
+
+/// Which config the region's pods run. Asked of the pods unless nothing could have changed
+/// since status recorded every pod on this config (`moving`: something was written or the
+/// Deployment is rolling), so a settled region costs no requests.
+#[allow(clippy::too_many_arguments)]
+async fn pods_config(
+    client: &Client,
+    dist: &Distribution,
+    region: &RegionSpec,
+    objs: &RegionObjects,
+    ns: &str,
+    prev: Option<&RegionStatus>,
+    moving: bool,
+    deployment_pods: i32,
+) -> PodsConfig {
+    let settled = prev.filter(|p| {
+        !moving
+            && p.config_hash.as_deref() == Some(objs.config_hash.as_str())
+            && p.pods == Some(deployment_pods)
+            && p.updated_pods == p.pods
+    });
+    if let Some(p) = settled {
+        return PodsConfig::Counted(rollout::PodConfigs {
+            pods: p.pods.unwrap_or(0),
+            updated: p.updated_pods.unwrap_or(0),
+            rejected: None,
+        });
+    }
+    if deployment_pods == 0 {
+        return PodsConfig::Counted(rollout::PodConfigs::default());
+    }
+    let selector = render::pod_selector(dist, &region.name);
+    match rollout::observe(client, ns, &selector, &objs.config_hash).await {
+        Ok(c) => PodsConfig::Counted(c),
+        Err(e) => {
+            tracing::warn!(distribution = %dist.name_any(), region = %region.name, error = %e, "cannot read the edge pods' config");
+            PodsConfig::Unknown(format!(
+                "pods not observable ({e}); the operator needs list on pods and get on pods/proxy"
+            ))
+        }
+    }
 }
 
 /// Whether the namespace `ns` of the operator's own cluster is being deleted (false when

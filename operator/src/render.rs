@@ -37,7 +37,13 @@ pub const LABEL_DISTRIBUTION: &str = "kubefront.io/distribution";
 /// watch events are mapped back to their Distribution through this label.
 pub const LABEL_DISTRIBUTION_NAMESPACE: &str = "kubefront.io/distribution-namespace";
 pub const LABEL_REGION: &str = "kubefront.io/region";
+/// On the ConfigMap: hash of the edge config it holds, the value each edge reports for the file
+/// it has loaded (`/config`, `kubefront_edge_config_info`). Not on the pod template: a config
+/// change reaches running pods by file reload and keeps their caches.
 pub const ANNOTATION_CONFIG_HASH: &str = "kubefront.io/config-hash";
+/// On the pod template: hash of the config a running edge cannot reload (listen addresses,
+/// shutdown grace), so only such changes restart pods.
+pub const ANNOTATION_RESTART_HASH: &str = "kubefront.io/restart-hash";
 pub const ANNOTATION_CREDENTIALS_HASH: &str = "kubefront.io/credentials-hash";
 /// Label selector matching everything this operator manages.
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=kubefront-operator";
@@ -63,7 +69,7 @@ pub struct RegionObjects {
     pub service: Service,
     pub pdb: PodDisruptionBudget,
     pub deployment: Deployment,
-    /// Hash of the rendered edge config (also on the pod template).
+    /// Hash of the rendered edge config (on the ConfigMap; what updated edges report).
     pub config_hash: String,
 }
 
@@ -107,6 +113,16 @@ pub fn labels(dist: &Distribution, region: &str) -> BTreeMap<String, String> {
         dist.metadata.namespace.clone().unwrap_or_default(),
     );
     l
+}
+
+/// Label selector of the region's pods (as `selector_labels`, plus the Distribution's
+/// namespace so same-named Distributions of two namespaces never mix).
+pub fn pod_selector(dist: &Distribution, region: &str) -> String {
+    format!(
+        "{LABEL_DISTRIBUTION}={},{LABEL_REGION}={region},{LABEL_DISTRIBUTION_NAMESPACE}={}",
+        dist.metadata.name.as_deref().unwrap_or_default(),
+        dist.metadata.namespace.as_deref().unwrap_or_default()
+    )
 }
 
 fn selector_labels(dist: &Distribution, region: &str) -> BTreeMap<String, String> {
@@ -200,14 +216,25 @@ pub fn render_region(
     let config_hash = content_hash(&[config_yaml.as_bytes()]);
     let selector = selector_labels(dist, &region.name);
 
+    let mut cm_meta = meta(dist, region);
+    cm_meta
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(ANNOTATION_CONFIG_HASH.into(), config_hash.clone());
     let config_map = ConfigMap {
-        metadata: meta(dist, region),
+        metadata: cm_meta,
         data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), config_yaml)])),
         ..Default::default()
     };
 
-    let mut pod_annotations =
-        BTreeMap::from([(ANNOTATION_CONFIG_HASH.to_string(), config_hash.clone())]);
+    // The edge reloads everything in its config file except the listeners (see the edge's
+    // `reload::apply`): only those roll pods.
+    let restart_part = serde_yaml::to_string(&cfg.server)
+        .map_err(|e| RenderError::new("spec", format!("encoding the edge server config: {e}")))?;
+    let mut pod_annotations = BTreeMap::from([(
+        ANNOTATION_RESTART_HASH.to_string(),
+        content_hash(&[restart_part.as_bytes()]),
+    )]);
     let mut env = Vec::new();
     let secret = match (&dist.spec.origin.s3.credentials_secret_ref, ctx.credentials) {
         (None, _) => None,
@@ -491,6 +518,15 @@ mod tests {
     }
 
     #[test]
+    fn content_hash_is_the_edges_config_hash() {
+        // Same vector as the edge's `reload::config_hash` test: both sides name a file alike.
+        assert_eq!(
+            content_hash(&[b"version: kubefront.io/edge/v1\n"]),
+            "566d8ee027fd6049"
+        );
+    }
+
+    #[test]
     fn local_region_snapshot() {
         snapshot("local-region.yaml", &yaml(&render(0)));
     }
@@ -514,6 +550,46 @@ mod tests {
             back.cache.key.query_strings,
             QueryStrings::Allow(vec!["v".into()])
         );
+    }
+
+    #[test]
+    fn error_caching_and_origin_timeouts_reach_the_edge_config() {
+        let mut d = fixtures::example();
+        let cfg = edge_config(&d.spec, &KeySecrets::new()).expect("valid");
+        assert_eq!(
+            cfg.cache.error_caching_min_ttl,
+            Dur::secs(10),
+            "edge default"
+        );
+        assert_eq!(cfg.origin.timeouts, Default::default());
+        d.spec.cache.error_caching_min_ttl = Some("0".into());
+        d.spec.origin.timeouts = Some(crate::crd::OriginTimeoutsSpec {
+            connect: Some("1s".into()),
+            first_byte: Some("5s".into()),
+            total: Some("2m".into()),
+            idle: Some("30s".into()),
+        });
+        let cfg = edge_config(&d.spec, &KeySecrets::new()).expect("valid");
+        let text = cfg.to_yaml();
+        assert!(text.contains("errorCachingMinTTL"), "{text}");
+        let back = EdgeConfig::from_yaml(&text).expect("parses");
+        assert_eq!(back.cache.error_caching_min_ttl, Dur::ZERO);
+        let t = back.origin.timeouts;
+        assert_eq!(
+            (t.connect, t.first_byte, t.total, t.idle),
+            (
+                Dur::secs(1),
+                Dur::secs(5),
+                Dur::secs(120),
+                Some(Dur::secs(30))
+            )
+        );
+        // What the schema's pattern lets through but the edge refuses names the spec field.
+        if let Some(t) = d.spec.origin.timeouts.as_mut() {
+            t.idle = Some("0s".into());
+        }
+        let err = edge_config(&d.spec, &KeySecrets::new()).expect_err("zero idle");
+        assert_eq!(err.field, "spec.origin.timeouts.idle");
     }
 
     #[test]
@@ -544,7 +620,31 @@ mod tests {
             .as_ref()
             .and_then(|m| m.annotations.as_ref())
             .expect("annotations");
-        assert_eq!(ann.get(ANNOTATION_CONFIG_HASH), Some(&o.config_hash));
+        assert_eq!(
+            ann.get(ANNOTATION_CONFIG_HASH),
+            None,
+            "config reloads, no restart"
+        );
+        assert!(ann.contains_key(ANNOTATION_RESTART_HASH));
+        assert_eq!(
+            o.config_map
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANNOTATION_CONFIG_HASH)),
+            Some(&o.config_hash)
+        );
+        // Mounted as a whole directory: a subPath mount would never see ConfigMap updates.
+        let mount = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "config")
+            .expect("config mount");
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.sub_path.as_deref()),
+            (CONFIG_DIR, None)
+        );
         let probe = c
             .readiness_probe
             .as_ref()
@@ -585,6 +685,15 @@ mod tests {
         )
         .expect("r");
         assert_ne!(a.config_hash, b.config_hash);
+        assert_eq!(
+            a.deployment, b.deployment,
+            "a config-only change leaves the Deployment (and its pods) alone"
+        );
+        assert_eq!(
+            a.config_hash,
+            content_hash(&[a.config_map.data.as_ref().expect("data")[CONFIG_KEY].as_bytes()]),
+            "the hash of the ConfigMap's bytes, as the edge computes it"
+        );
         let mut c2 = creds();
         c2.insert("secretAccessKey".into(), ByteString(b"rotated".to_vec()));
         let ctx2 = RenderContext {

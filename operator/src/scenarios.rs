@@ -192,12 +192,39 @@ pub async fn run(dist: Distribution, local: Vec<Expect>, remote: Vec<Expect>) ->
     .await
 }
 
+/// [`run`] with an operator that deploys `edge_image`.
+pub async fn run_image(
+    dist: Distribution,
+    local: Vec<Expect>,
+    remote: Vec<Expect>,
+    edge_image: &str,
+) -> Run {
+    run_full(
+        dist,
+        local,
+        remote,
+        TargetNamespacePolicy::own_namespace_only(),
+        edge_image,
+    )
+    .await
+}
+
 /// [`run`] under the admin's target namespace policy.
 pub async fn run_with(
     dist: Distribution,
     local: Vec<Expect>,
     remote: Vec<Expect>,
     tenancy: TargetNamespacePolicy,
+) -> Run {
+    run_full(dist, local, remote, tenancy, "kubefront/edge:test").await
+}
+
+async fn run_full(
+    dist: Distribution,
+    local: Vec<Expect>,
+    remote: Vec<Expect>,
+    tenancy: TargetNamespacePolicy,
+    edge_image: &str,
 ) -> Run {
     let (lsvc, lhandle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let (rsvc, rhandle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
@@ -212,7 +239,7 @@ pub async fn run_with(
                 local_client,
                 Arc::new(MockRemote(Mutex::new(Some(remote_client)))),
             ),
-            "kubefront/edge:test",
+            edge_image,
             metrics.clone(),
             None,
             None,
@@ -312,6 +339,44 @@ pub fn local_paths() -> Vec<(&'static str, String)> {
 
 pub fn remote_paths() -> Vec<(&'static str, String)> {
     object_paths("kubefront-edge", "site-eu-west")
+}
+
+/// The region's `n` running pods, each reporting `hash` as its loaded config: the pod list and
+/// one `/config` through the pod proxy per pod.
+pub fn pods_on(ns: &str, name: &str, n: i32, hash: &str) -> Vec<Expect> {
+    let pods: Vec<Value> = (0..n)
+        .map(|i| json!({"metadata": {"name": format!("{name}-{i}"), "namespace": ns}, "status": {"phase": "Running"}}))
+        .collect();
+    let mut e = vec![expect(
+        Method::GET,
+        format!("/api/v1/namespaces/{ns}/pods"),
+        Reply::Json(json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": pods})),
+    )];
+    for i in 0..n {
+        e.push(expect(
+            Method::GET,
+            format!("/api/v1/namespaces/{ns}/pods/{name}-{i}:9090/proxy/config"),
+            Reply::Json(json!({"hash": hash, "loadedAtUnix": 1})),
+        ));
+    }
+    e
+}
+
+/// The config hash region `idx` of `dist` renders.
+pub fn config_hash_of(dist: &Distribution, idx: usize, keys: &render::KeySecrets) -> String {
+    let cfg = render::edge_config(&dist.spec, keys).expect("valid spec");
+    let creds = credentials();
+    render::render_region(
+        dist,
+        &dist.spec.regions[idx],
+        &cfg,
+        &RenderContext {
+            edge_image: "kubefront/edge:test",
+            credentials: Some(&creds),
+        },
+    )
+    .expect("renders")
+    .config_hash
 }
 
 pub fn creds_secret() -> Value {
@@ -453,6 +518,23 @@ mod tests {
             .collect()
     }
 
+    /// A region in sync whose pods all run its config: [`in_sync`] plus the pods answering.
+    fn running(d: &Distribution, idx: usize, keys: &render::KeySecrets) -> Vec<Expect> {
+        let (paths, ns, name) = if idx == 0 {
+            (local_paths(), "web", "site-local")
+        } else {
+            (remote_paths(), "kubefront-edge", "site-eu-west")
+        };
+        let mut e = in_sync(paths, stored_objects_with(d, idx, true, keys));
+        e.extend(pods_on(
+            ns,
+            name,
+            d.spec.regions[idx].replicas,
+            &config_hash_of(d, idx, keys),
+        ));
+        e
+    }
+
     fn empty_list(kind: &str) -> Reply {
         Reply::Json(json!({"kind": kind, "apiVersion": "v1", "metadata": {}, "items": []}))
     }
@@ -588,7 +670,12 @@ mod tests {
             local.extend(in_sync(local_paths(), stored_objects(d, 0, true)));
             (local, in_sync(remote_paths(), stored_objects(d, 1, true)))
         };
-        let (mut local, remote) = world(&d);
+        // The first pass also asks the pods which config they run; once status records every
+        // pod on the current config, nothing could have changed and they are not asked again.
+        let keys = fixtures::key_secrets();
+        let mut local = reads();
+        local.extend(running(&d, 0, &keys));
+        let remote = running(&d, 1, &keys);
         local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
         let (local, remote) = with_discovery(local, remote);
         let first = run(d.clone(), local, remote).await;
@@ -614,29 +701,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn spec_change_rewrites_config_and_rolls_the_deployment() {
+    async fn a_config_change_rewrites_only_the_configmap_and_waits_for_pods_to_reload() {
         let old = dist();
         let mut new = old.clone();
         new.spec.cache.default_ttl = "12h".into();
         new.metadata.generation = Some(2);
+        let old_hash = config_hash_of(&old, 0, &fixtures::key_secrets());
+        let new_hash = config_hash_of(&new, 0, &fixtures::key_secrets());
+        assert_ne!(old_hash, new_hash);
         let mut local = reads();
-        let rolled = ["ConfigMap", "Deployment"];
         local.extend(changed(
             local_paths(),
             stored_objects(&old, 0, true),
-            &rolled,
+            &["ConfigMap"],
         ));
+        // The pods still run the old file (the kubelet has not refreshed the mount yet).
+        local.extend(pods_on("web", "site-local", 2, &old_hash));
         local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
-        let remote = changed(remote_paths(), stored_objects(&old, 1, true), &rolled);
+        let mut remote = changed(
+            remote_paths(),
+            stored_objects(&old, 1, true),
+            &["ConfigMap"],
+        );
+        remote.extend(pods_on("kubefront-edge", "site-eu-west", 3, &old_hash));
         let (local, remote) = with_discovery(local, remote);
         let run = run(new, local, remote).await;
         assert_eq!(
             run.writes().len(),
-            5,
-            "two objects per region and status: {:?}",
+            3,
+            "the ConfigMap per region and status; no Deployment: {:?}",
             run.writes()
         );
-        run.action.as_ref().expect("ok");
         let cm = run
             .local
             .iter()
@@ -646,34 +741,81 @@ mod tests {
             .as_str()
             .unwrap_or_default()
             .contains("defaultTTL: 12h"));
-        let dep = run
-            .local
-            .iter()
-            .find(|s| s.method == Method::PATCH && s.path.contains("deployments"))
-            .expect("dep");
-        let old_hash = stored_objects(&dist(), 0, false)[4]["spec"]["template"]["metadata"]
-            ["annotations"]["kubefront.io/config-hash"]
-            .clone();
-        assert_ne!(
-            dep.body["spec"]["template"]["metadata"]["annotations"]["kubefront.io/config-hash"],
-            old_hash
+        assert_eq!(
+            cm.body["metadata"]["annotations"]["kubefront.io/config-hash"],
+            new_hash.as_str()
         );
         let st = run.status_written().expect("status");
         assert_eq!(st.observed_generation, Some(2));
+        let r = st.regions.iter().find(|r| r.name == "eu-west").expect("r");
+        assert_eq!((r.pods, r.updated_pods), (Some(3), Some(0)));
+        assert_eq!(r.config_hash.as_deref(), Some(new_hash.as_str()));
+        assert_eq!(
+            cond(&st, Some("local"), AVAILABLE).1,
+            crate::status::REASON_WAITING_FOR_CONFIG
+        );
+        assert_eq!(cond(&st, None, READY).0, "False");
+        // Looked at again soon, not at the next resync.
+        let action = run.action.expect("ok");
+        assert_eq!(action, Action::requeue(Duration::from_secs(10)));
+    }
+
+    #[tokio::test]
+    async fn pods_on_the_new_config_make_the_region_available_again() {
+        let d = dist();
+        let hash = |i| config_hash_of(&d, i, &fixtures::key_secrets());
+        let mut local = reads();
+        local.extend(in_sync(local_paths(), stored_objects(&d, 0, true)));
+        local.extend(pods_on("web", "site-local", 2, &hash(0)));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let mut remote = in_sync(remote_paths(), stored_objects(&d, 1, true));
+        remote.extend(pods_on("kubefront-edge", "site-eu-west", 3, &hash(1)));
+        let (local, remote) = with_discovery(local, remote);
+        let run = run(d, local, remote).await;
+        let st = run.status_written().expect("status");
+        assert_eq!(cond(&st, None, READY).0, "True");
+        let r = st.regions.iter().find(|r| r.name == "local").expect("r");
+        assert_eq!((r.pods, r.updated_pods), (Some(2), Some(2)));
+    }
+
+    #[tokio::test]
+    async fn an_image_change_rolls_the_deployment() {
+        let d = dist();
+        let mut local = reads();
+        local.extend(changed(
+            local_paths(),
+            stored_objects(&d, 0, true),
+            &["Deployment"],
+        ));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        // The apply's answer (an echo here) carries no pod counts yet: nobody is asked.
+        let remote = changed(remote_paths(), stored_objects(&d, 1, true), &["Deployment"]);
+        let (local, remote) = with_discovery(local, remote);
+        // The stored objects were rendered with another edge image than this operator runs.
+        let run = run_image(d, local, remote, "kubefront/edge:next").await;
+        let dep = run
+            .remote
+            .iter()
+            .find(|s| s.method == Method::PATCH && s.path.contains("deployments"))
+            .expect("dep");
+        assert_eq!(
+            dep.body["spec"]["template"]["spec"]["containers"][0]["image"],
+            "kubefront/edge:next"
+        );
+        assert!(!run.writes().iter().any(|w| w.contains("configmaps")));
     }
 
     #[tokio::test]
     async fn dropped_region_is_pruned() {
         let full = dist();
         // Status from a previous reconcile that knew both regions.
+        let keys = fixtures::key_secrets();
         let mut local = reads();
         local.extend(in_sync(local_paths(), stored_objects(&full, 0, true)));
-        let mut learn_local = local.clone();
+        let mut learn_local = reads();
+        learn_local.extend(running(&full, 0, &keys));
         learn_local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
-        let (learn_local, learn_remote) = with_discovery(
-            learn_local,
-            in_sync(remote_paths(), stored_objects(&full, 1, true)),
-        );
+        let (learn_local, learn_remote) = with_discovery(learn_local, running(&full, 1, &keys));
         let learned = run(full.clone(), learn_local, learn_remote)
             .await
             .status_written()
@@ -1046,7 +1188,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn key_rotation_rewrites_the_config_and_rolls_pods_in_both_regions() {
+    async fn key_rotation_rewrites_the_config_in_both_regions_without_rolling_pods() {
         let d = fixtures::signed();
         let old_keys = fixtures::key_secrets();
         let mut new_keys = old_keys.clone();
@@ -1054,26 +1196,25 @@ mod tests {
             "K3NEXT".into(),
             ByteString(fixtures::EC_P256_PUBLIC_PEM.as_bytes().to_vec()),
         );
-        let rolled = ["ConfigMap", "Deployment"];
+        let rewritten = ["ConfigMap"];
         let stored = |idx| stored_objects_with(&d, idx, true, &old_keys);
+        let old_hash = config_hash_of(&d, 0, &old_keys);
         let mut local = signed_reads(&new_keys);
-        local.extend(changed(local_paths(), stored(0), &rolled));
+        local.extend(changed(local_paths(), stored(0), &rewritten));
+        local.extend(pods_on("web", "site-local", 2, &old_hash));
         local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
-        let (local, remote) = with_discovery(local, changed(remote_paths(), stored(1), &rolled));
+        let mut remote = changed(remote_paths(), stored(1), &rewritten);
+        remote.extend(pods_on("kubefront-edge", "site-eu-west", 3, &old_hash));
+        let (local, remote) = with_discovery(local, remote);
         let run = run(d.clone(), local, remote).await;
         run.action.as_ref().expect("ok");
-        let old_hash = stored_objects_with(&d, 1, false, &old_keys)[4]["spec"]["template"]
-            ["metadata"]["annotations"]["kubefront.io/config-hash"]
-            .clone();
         for seen in [&run.local, &run.remote] {
             assert_eq!(edge_yaml(seen).security.trusted_key_groups[0].keys.len(), 3);
-            let dep = seen
-                .iter()
-                .find(|s| s.method == Method::PATCH && s.path.contains("/deployments/"))
-                .expect("deployment");
-            assert_ne!(
-                dep.body["spec"]["template"]["metadata"]["annotations"]["kubefront.io/config-hash"],
-                old_hash
+            assert!(
+                !seen.iter().any(|s| s.method == Method::PATCH
+                    && s.path.contains("/deployments/")
+                    && !s.query.contains("dryRun")),
+                "no pod restart for a key rotation"
             );
         }
     }
@@ -1084,10 +1225,9 @@ mod tests {
         let mut d = fixtures::signed();
         let keys = fixtures::key_secrets();
         let mut learn = signed_reads(&keys);
-        learn.extend(in_sync(local_paths(), stored_objects(&d, 0, true)));
+        learn.extend(running(&d, 0, &keys));
         learn.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
-        let (learn, learn_remote) =
-            with_discovery(learn, in_sync(remote_paths(), stored_objects(&d, 1, true)));
+        let (learn, learn_remote) = with_discovery(learn, running(&d, 1, &keys));
         let running = run(d.clone(), learn, learn_remote)
             .await
             .status_written()
@@ -1163,11 +1303,11 @@ mod tests {
 
     /// The status a reconcile of `d` in an in-sync world writes (targets included).
     async fn learned_status(d: &Distribution) -> DistributionStatus {
+        let keys = fixtures::key_secrets();
         let mut local = reads();
-        local.extend(in_sync(local_paths(), stored_objects(d, 0, true)));
+        local.extend(running(d, 0, &keys));
         local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
-        let (local, remote) =
-            with_discovery(local, in_sync(remote_paths(), stored_objects(d, 1, true)));
+        let (local, remote) = with_discovery(local, running(d, 1, &keys));
         run(d.clone(), local, remote)
             .await
             .status_written()

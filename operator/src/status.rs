@@ -7,6 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::crd::{DistributionStatus, RegionStatus, RegionTarget};
 use crate::render::RenderError;
+use crate::rollout::PodConfigs;
 
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
@@ -27,6 +28,26 @@ pub struct RegionOutcome {
     pub result: Result<RegionApplied, RegionFailure>,
 }
 
+/// Region reason: pods still run an older config (reload pending).
+pub const REASON_WAITING_FOR_CONFIG: &str = "WaitingForConfig";
+/// Region reason: an edge refused the current config on reload.
+pub const REASON_CONFIG_REJECTED: &str = "ConfigRejected";
+
+/// Which config a region's pods run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PodsConfig {
+    Counted(PodConfigs),
+    /// The pods could not be asked (message says why); availability is the Deployment's alone.
+    Unknown(String),
+}
+
+impl PodsConfig {
+    /// Pods are known to lag behind the config.
+    pub fn pending(&self) -> bool {
+        matches!(self, PodsConfig::Counted(c) if !c.converged())
+    }
+}
+
 /// A region whose objects are in sync.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionApplied {
@@ -35,6 +56,8 @@ pub struct RegionApplied {
     /// Deployment observed the current generation, all replicas updated and available.
     pub available: bool,
     pub config_hash: String,
+    /// How many pods run `config_hash`.
+    pub config: PodsConfig,
     pub endpoint: String,
     /// Kinds that were written this reconcile (empty when nothing drifted).
     pub written: Vec<&'static str>,
@@ -120,19 +143,44 @@ pub fn region_status(
                 "Applied",
                 "all objects match the Distribution".into(),
             );
-            let (reason, msg) = if a.available {
-                (
+            let replicas = format!("{}/{} replicas ready", a.ready_replicas, a.replicas);
+            let (available, reason, msg) = match &a.config {
+                _ if !a.available => (false, "WaitingForReplicas", replicas),
+                PodsConfig::Counted(c) => {
+                    st.pods = Some(c.pods);
+                    st.updated_pods = Some(c.updated);
+                    let on = format!(
+                        "{replicas}, {}/{} pods on config {}",
+                        c.updated, c.pods, a.config_hash
+                    );
+                    match &c.rejected {
+                        Some(_) => (false, REASON_CONFIG_REJECTED, on),
+                        None if c.converged() => (true, "MinimumReplicasAvailable", on),
+                        None => (false, REASON_WAITING_FOR_CONFIG, on),
+                    }
+                }
+                PodsConfig::Unknown(why) => (
+                    true,
                     "MinimumReplicasAvailable",
-                    format!("{}/{} replicas ready", a.ready_replicas, a.replicas),
-                )
-            } else {
-                (
-                    "WaitingForReplicas",
-                    format!("{}/{} replicas ready", a.ready_replicas, a.replicas),
-                )
+                    format!("{replicas}; {why}"),
+                ),
             };
-            conditions.set(AVAILABLE, bool_str(a.available), reason, msg);
-            conditions.set(DEGRADED, "False", "AsExpected", String::new());
+            conditions.set(AVAILABLE, bool_str(available), reason, msg);
+            match &a.config {
+                PodsConfig::Counted(PodConfigs {
+                    rejected: Some((pod, error)),
+                    ..
+                }) => conditions.set(
+                    DEGRADED,
+                    "True",
+                    REASON_CONFIG_REJECTED,
+                    format!(
+                        "pod {pod} refused config {}: {error}; it keeps serving its previous config",
+                        a.config_hash
+                    ),
+                ),
+                _ => conditions.set(DEGRADED, "False", "AsExpected", String::new()),
+            }
         }
         Err(f) => {
             // Keep the last known numbers: the edge may well still be serving.
@@ -141,6 +189,8 @@ pub fn region_status(
                 st.ready_replicas = o.ready_replicas;
                 st.endpoint = o.endpoint.clone();
                 st.config_hash = o.config_hash.clone();
+                st.pods = o.pods;
+                st.updated_pods = o.updated_pods;
             }
             conditions.set(APPLIED, "False", &f.reason, f.message.clone());
             conditions.set(
@@ -190,6 +240,8 @@ pub fn region_blocked(
         ready_replicas: old.map_or(0, |o| o.ready_replicas),
         endpoint: old.and_then(|o| o.endpoint.clone()),
         config_hash: old.and_then(|o| o.config_hash.clone()),
+        pods: old.and_then(|o| o.pods),
+        updated_pods: old.and_then(|o| o.updated_pods),
         conditions: conditions.out,
         // Nothing moved: where the objects are is where they were.
         target: old.and_then(|o| o.target.clone()),
@@ -285,7 +337,10 @@ pub fn distribution_status(
                 PROGRESSING,
                 "True",
                 "RollingOut",
-                format!("waiting for replicas in region(s) {}", names.join(", ")),
+                format!(
+                    "waiting for replicas or config reloads in region(s) {}",
+                    names.join(", ")
+                ),
             );
         }
         match failing.as_slice() {
@@ -336,10 +391,22 @@ mod tests {
                 ready_replicas: if available { 2 } else { 0 },
                 available,
                 config_hash: "abc".into(),
+                config: PodsConfig::Counted(PodConfigs {
+                    pods: 2,
+                    updated: 2,
+                    rejected: None,
+                }),
                 endpoint: "http://x.ns.svc:80".into(),
                 written: vec![],
             }),
         }
+    }
+
+    fn with_pods(mut o: RegionOutcome, config: PodsConfig) -> RegionOutcome {
+        if let Ok(a) = &mut o.result {
+            a.config = config;
+        }
+        o
     }
 
     fn failed(name: &str) -> RegionOutcome {
@@ -407,6 +474,60 @@ mod tests {
         assert_eq!(cond(&s, READY).status, "False");
         assert_eq!(cond(&s, READY).reason, "RegionsNotReady");
         assert_eq!(cond(&s, PROGRESSING).status, "True");
+    }
+
+    #[test]
+    fn pods_on_an_older_config_keep_the_region_progressing_and_a_refusal_degrades_it() {
+        let now = Timestamp::now();
+        let counted = |updated, rejected| {
+            PodsConfig::Counted(PodConfigs {
+                pods: 2,
+                updated,
+                rejected,
+            })
+        };
+        let s = status_of(&[with_pods(ok("a", true), counted(1, None))], None, &now);
+        let r = &s.regions[0];
+        assert_eq!((r.pods, r.updated_pods), (Some(2), Some(1)));
+        let avail = r
+            .conditions
+            .iter()
+            .find(|c| c.type_ == AVAILABLE)
+            .expect("a");
+        assert_eq!(
+            (avail.status.as_str(), avail.reason.as_str()),
+            ("False", REASON_WAITING_FOR_CONFIG)
+        );
+        assert!(
+            avail.message.contains("1/2 pods on config abc"),
+            "{avail:?}"
+        );
+        assert_eq!(cond(&s, READY).status, "False");
+        assert_eq!(cond(&s, PROGRESSING).status, "True");
+        assert_eq!(cond(&s, DEGRADED).status, "False");
+
+        let refused = counted(
+            1,
+            Some(("site-a-1".into(), "origin.maxAttempts: bad".into())),
+        );
+        let s = status_of(&[with_pods(ok("a", true), refused)], None, &now);
+        assert_eq!(cond(&s, DEGRADED).status, "True");
+        assert_eq!(cond(&s, DEGRADED).reason, REASON_CONFIG_REJECTED);
+        let d = s.regions[0]
+            .conditions
+            .iter()
+            .find(|c| c.type_ == DEGRADED)
+            .expect("d");
+        assert!(
+            d.message.contains("site-a-1") && d.message.contains("origin.maxAttempts: bad"),
+            "{d:?}"
+        );
+
+        // Pods that cannot be asked leave availability to the Deployment and say why.
+        let unknown = PodsConfig::Unknown("pods not observable (403)".into());
+        let s = status_of(&[with_pods(ok("a", true), unknown)], None, &now);
+        assert_eq!(cond(&s, READY).status, "True");
+        assert_eq!((s.regions[0].pods, s.regions[0].updated_pods), (None, None));
     }
 
     #[test]

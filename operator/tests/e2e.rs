@@ -186,8 +186,23 @@ async fn start_operator_in(
     lease_ns: &str,
     extra: &[&str],
 ) -> (Operator, u16) {
+    start_operator_as(path, ns, lease_ns, extra, None).await
+}
+
+/// [`start_operator_in`] with the leader-election identity `identity` (`POD_NAME`).
+async fn start_operator_as(
+    path: &PathBuf,
+    ns: &str,
+    lease_ns: &str,
+    extra: &[&str],
+    identity: Option<&str>,
+) -> (Operator, u16) {
     let port = free_port();
-    let child = Command::new(operator_binary())
+    let mut command = Command::new(operator_binary());
+    if let Some(id) = identity {
+        command.env("POD_NAME", id);
+    }
+    let child = command
         .args([
             "run",
             "--metrics-addr",
@@ -354,14 +369,20 @@ async fn operator_end_to_end() {
             .await
             .expect("deployment");
         let tmpl = dep.spec.template.clone();
-        let hash = tmpl
+        let hash = cm
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("kubefront.io/config-hash").cloned());
+        assert_eq!(hash, rs.config_hash, "ConfigMap hash = status configHash");
+        let tmpl_annotations = tmpl
             .metadata
             .as_ref()
-            .and_then(|m| m.annotations.as_ref())
-            .and_then(|a| a.get("kubefront.io/config-hash").cloned());
-        assert_eq!(
-            hash, rs.config_hash,
-            "pod template hash = status configHash"
+            .and_then(|m| m.annotations.clone())
+            .unwrap_or_default();
+        assert!(
+            !tmpl_annotations.contains_key("kubefront.io/config-hash"),
+            "config changes must not restart pods: {tmpl_annotations:?}"
         );
         let c = &tmpl.spec.as_ref().expect("pod").containers[0];
         assert_eq!(c.image.as_deref(), Some("kubefront/edge:dev"));
@@ -474,7 +495,15 @@ async fn operator_end_to_end() {
     })
     .await;
 
-    // 8. TTL change: new ConfigMap content and a new pod-template hash, in both regions.
+    // 8. TTL change: new ConfigMap content and hash, the same pod template, in both regions.
+    let mut old_templates = Vec::new();
+    for (region, namespace) in [("home", ns.as_str()), ("far", remote_ns.as_str())] {
+        let dep = Api::<Deployment>::namespaced(client.clone(), namespace)
+            .get(&format!("site-{region}"))
+            .await
+            .expect("dep");
+        old_templates.push((dep.spec.template, dep.metadata.generation));
+    }
     let old_hash = st
         .regions
         .iter()
@@ -507,13 +536,18 @@ async fn operator_end_to_end() {
             .get(&name)
             .await
             .expect("dep");
-        let hash = dep
-            .spec
-            .template
+        let hash = cm
             .metadata
-            .and_then(|m| m.annotations)
+            .annotations
+            .as_ref()
             .and_then(|a| a.get("kubefront.io/config-hash").cloned());
         assert_eq!(hash, rs.config_hash);
+        let i = usize::from(region == "far");
+        assert_eq!(
+            (dep.spec.template, dep.metadata.generation),
+            old_templates[i].clone(),
+            "a TTL change must not roll {region}'s pods"
+        );
     }
 
     // 9. Invalid specs are rejected by the API server, naming the field.
@@ -643,21 +677,15 @@ async fn quiesce(port: u16) {
     }
 }
 
-/// The region's edge config and the config hash on its pod template.
+/// The region's edge config and the config hash on its ConfigMap.
 async fn region_config(client: &Client, ns: &str, name: &str) -> Option<(EdgeConfig, String)> {
     let cm = Api::<ConfigMap>::namespaced(client.clone(), ns)
         .get_opt(name)
         .await
         .ok()??;
     let edge = EdgeConfig::from_yaml(cm.data.as_ref()?.get("edge.yaml")?).ok()?;
-    let dep = Api::<Deployment>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await
-        .ok()??;
-    let hash = dep
-        .spec
-        .template
-        .metadata?
+    let hash = cm
+        .metadata
         .annotations?
         .get("kubefront.io/config-hash")?
         .clone();
@@ -1883,6 +1911,196 @@ async fn deleting_a_namespace_with_its_kubeconfig_secret_finishes_and_cleans_up(
         "the remote region was cleaned up"
     );
     delete_namespaces(&client, &[&remote_ns, &lease_ns]).await;
+}
+
+/// (holder, resourceVersion) of the operator's Lease in `ns`.
+async fn lease_holder(client: &Client, ns: &str) -> Option<(String, String)> {
+    let l = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), ns)
+        .get_opt("kubefront-operator")
+        .await
+        .ok()??;
+    Some((
+        l.spec?.holder_identity?,
+        l.metadata.resource_version.unwrap_or_default(),
+    ))
+}
+
+fn signal(op: &Operator, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &op.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success(), "kill {sig}");
+}
+
+/// Everything in `ns` a woken stale leader could write, as what only the operator changes:
+/// the edge objects' entries of its field manager (with timestamps), the Distribution's
+/// resourceVersion (its status is the operator's alone), the Lease, and events it reported.
+async fn operator_writes(client: &Client, ns: &str) -> Vec<String> {
+    fn mine(kind: &str, m: &kube::api::ObjectMeta) -> String {
+        let fields: Vec<String> = m
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter(|f| f.manager.as_deref() == Some("kubefront-operator"))
+            .map(|f| format!("{:?}@{:?}", f.operation, f.time))
+            .collect();
+        format!(
+            "{kind}/{} gen {:?} {fields:?}",
+            m.name.as_deref().unwrap_or_default(),
+            m.generation
+        )
+    }
+    let lp =
+        kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=kubefront-operator");
+    let mut out = Vec::new();
+    for o in Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .expect("list")
+    {
+        out.push(mine("ConfigMap", &o.metadata));
+    }
+    for o in Api::<Service>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .expect("list")
+    {
+        out.push(mine("Service", &o.metadata));
+    }
+    for o in Api::<Deployment>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .expect("list")
+    {
+        out.push(mine("Deployment", &o.metadata));
+    }
+    for o in Api::<PodDisruptionBudget>::namespaced(client.clone(), ns)
+        .list(&lp)
+        .await
+        .expect("list")
+    {
+        out.push(mine("PodDisruptionBudget", &o.metadata));
+    }
+    for d in Api::<Distribution>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .expect("list")
+    {
+        out.push(format!(
+            "Distribution/{} rv {:?}",
+            d.name_any(),
+            d.resource_version()
+        ));
+    }
+    for e in Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .expect("list")
+    {
+        if e.reporting_controller.as_deref() == Some("kubefront-operator") {
+            out.push(format!(
+                "Event/{} rv {:?}",
+                e.name_any(),
+                e.resource_version()
+            ));
+        }
+    }
+    out.push(format!("Lease {:?}", lease_holder(client, ns).await));
+    out.sort();
+    out
+}
+
+/// Leader election with client-go semantics on the real API server: a frozen leader
+/// (`kill -STOP`) is replaced once its lease ran out, and when it wakes it writes nothing and
+/// exits (its renew deadline passed on its monotonic clock, so it stops before acting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_is_replaced_and_writes_nothing_when_it_wakes() {
+    let Some(path) = kubeconfig_path() else {
+        return;
+    };
+    let (client, _) = connect(&path).await;
+    install_crd(&client).await;
+    let ns = unique_namespace("lease");
+    create_namespaces(&client, &[&ns]).await;
+    let (mut a, _) = start_operator_as(&path, &ns, &ns, &[], Some("op-a")).await;
+    let dists: Api<Distribution> = Api::namespaced(client.clone(), &ns);
+    dists
+        .create(
+            &PostParams::default(),
+            &small_distribution("site", json!([{"name": "home", "replicas": 1}])),
+        )
+        .await
+        .expect("create");
+    wait_region(&dists, "site", "home", "Applied", "True", None).await;
+    assert_eq!(
+        lease_holder(&client, &ns).await.map(|l| l.0).as_deref(),
+        Some("op-a")
+    );
+    let (b, _) = start_operator_as(&path, &ns, &ns, &[], Some("op-b")).await;
+
+    signal(&a, "-STOP");
+    let stopped = Instant::now();
+    wait_for("op-b takes the lease", Duration::from_secs(90), || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move { (lease_holder(&client, &ns).await?.0 == "op-b").then_some(()) }
+    })
+    .await;
+    let took = stopped.elapsed();
+    eprintln!("takeover {took:?} after the leader froze (lease 15 s, retry 2 s)");
+    // op-a renewed at most one retry period (2 s) before it froze, and op-b may take over
+    // only 15 s after it saw that renewal: never early.
+    assert!(
+        took >= Duration::from_secs(12),
+        "lease taken after {took:?}, before it could have run out"
+    );
+
+    // op-b leads: it applies a change.
+    let patch = |ttl: &str| Patch::Merge(json!({"spec": {"cache": {"defaultTTL": ttl}}}));
+    dists
+        .patch("site", &PatchParams::default(), &patch("12h"))
+        .await
+        .expect("patch");
+    wait_for("op-b applies the change", Duration::from_secs(60), || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            let (edge, _) = region_config(&client, &ns, "site-home").await?;
+            (edge.cache.default_ttl.to_string() == "12h").then_some(())
+        }
+    })
+    .await;
+
+    // Freeze op-b too, leave work for a leader, wake op-a: it must not do it.
+    signal(&b, "-STOP");
+    dists
+        .patch("site", &PatchParams::default(), &patch("6h"))
+        .await
+        .expect("patch");
+    let before = operator_writes(&client, &ns).await;
+    signal(&a, "-CONT");
+    let exited = wait_for("op-a exits", Duration::from_secs(60), || {
+        let status = a.0.try_wait().ok().flatten();
+        async move { status }
+    })
+    .await;
+    assert!(!exited.success(), "op-a exits with an error: {exited:?}");
+    let after = operator_writes(&client, &ns).await;
+    assert_eq!(before, after, "the woken stale leader wrote something");
+    let (edge, _) = region_config(&client, &ns, "site-home").await.expect("cm");
+    assert_eq!(edge.cache.default_ttl.to_string(), "12h");
+    signal(&b, "-CONT");
+    drop(b);
+    // No operator is left to run the finalizer.
+    let _ = dists
+        .patch(
+            "site",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await;
+    delete_namespaces(&client, &[&ns]).await;
 }
 
 /// Every way a region's cluster can fail is reported in status under its own reason, and each

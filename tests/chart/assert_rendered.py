@@ -87,6 +87,11 @@ if values.get("rbac", {}).get("create", True):
                    ("policy", "poddisruptionbudgets"), ("events.k8s.io", "events")):
         expect((g, res, "patch") in rules, f"no patch on {g or 'core'}/{res}")
     expect(not any(v == "*" or res == "*" or g == "*" for g, res, v in rules), "wildcards in RBAC rules")
+    # Config rollouts by reload: pods are read, and asked through the pod proxy, never written.
+    expect(("", "pods", "list") in rules and ("", "pods/proxy", "get") in rules,
+           "no list on pods / get on pods/proxy (config rollout status)")
+    expect(not any(g == "" and res in ("pods", "pods/proxy") and v not in ("get", "list")
+                   for g, res, v in rules), "pods or pods/proxy granted more than get/list")
     expect(not any(res in ("pods/exec", "nodes", "clusterroles", "clusterrolebindings") for _, res, _ in rules),
            "RBAC grants more than the operator needs")
     has_lease = any(g == "coordination.k8s.io" and res == "leases" for g, res, _ in rules)

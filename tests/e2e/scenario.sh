@@ -6,7 +6,9 @@
 #   -> the example Distribution with two regions (the second through a kubeconfig Secret to the
 #   same API server, other namespace) -> operator Ready, edge pods Running in both namespaces,
 #   Distribution Ready with per-region status -> each region's edge Service: Miss then Hit with
-#   exactly one origin GET -> change a TTL: new config hash, new ReplicaSet -> delete an edge
+#   exactly one origin GET -> change a TTL: every pod reloads it (same pods, status updatedPods,
+#   the edge's config_info metric), the cached object stays a Hit -> change resources: a new
+#   ReplicaSet rolls -> delete an edge
 #   Deployment: restored -> delete the Distribution: every region cleaned up -> helm uninstall
 #   -> sidecar mode (examples/sidecar/: the app's Pod reads the bucket through 127.0.0.1:8080).
 #
@@ -404,37 +406,85 @@ for i in "${!region_names[@]}"; do
   echo "region $r: exactly one origin GET ($before -> $after)"
 done
 
-# --- 5. TTL change rolls out -------------------------------------------------------------------
+# --- 5. config changes reload in place; process changes roll ----------------------------------
 
-phase "change defaultTTL: new config hash and a new ReplicaSet in every region"
-declare -A old_hash old_rs
+phase "change defaultTTL: every pod reloads the new config, no pod restarts, the cache stays warm"
+declare -A old_hash old_rs old_uids
 replicasets() { # replicasets NS LABELS: sorted RS names
   k -n "$1" get replicasets -l "$2" -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' | sort
+}
+pod_uids() { # pod_uids NS LABELS: sorted UIDs of the region's pods
+  k -n "$1" get pods -l "$2" -o jsonpath='{range .items[*]}{.metadata.uid}{"\n"}{end}' | sort
 }
 hash_changed() { # hash_changed REGION OLD_HASH
   local h
   h=$(region_status "$1" configHash)
   [[ -n $h && $h != "$2" ]]
 }
+config_loaded() { # config_loaded REGION: every pod of the region reports the status configHash
+  local pods updated
+  pods=$(region_status "$1" pods)
+  updated=$(region_status "$1" updatedPods)
+  [[ ${pods:-0} =~ ^[0-9]+$ ]] && ((pods >= 1)) && [[ $updated == "$pods" ]]
+}
 new_replicaset() { # new_replicaset NS LABELS OLD_NAMES: some RS is not among OLD_NAMES
   replicasets "$1" "$2" | grep -vxF -e "${3:-<none>}" | grep -q .
 }
+# edge_config_hashes NS LABELS: the config hash each Running pod reports (kubefront_edge_config_info).
+edge_config_hashes() {
+  local ns=$1 labels=$2 pod
+  for pod in $(k -n "$ns" get pods -l "$labels" --field-selector=status.phase=Running -o name); do
+    forward "$ns" "$pod" 9090
+    curl -sf "http://127.0.0.1:$fwd_port/metrics" |
+      sed -n 's/^kubefront_edge_config_info{hash="\([0-9a-f]*\)"} 1$/\1/p'
+  done
+  stop_forwards
+}
 for i in "${!region_names[@]}"; do
-  r=${region_names[$i]}
+  r=${region_names[$i]} ns=${region_namespaces[$i]}
+  labels="kubefront.io/distribution=$distribution,kubefront.io/region=$r"
   old_hash[$r]=$(region_status "$r" configHash)
-  old_rs[$r]=$(replicasets "${region_namespaces[$i]}" "kubefront.io/distribution=$distribution,kubefront.io/region=$r")
+  old_rs[$r]=$(replicasets "$ns" "$labels")
+  old_uids[$r]=$(pod_uids "$ns" "$labels")
 done
 old_ttl=$(jsonpath "$dist_ns" distribution/"$distribution" '{.spec.cache.defaultTTL}')
 new_ttl=1h
 [[ $old_ttl != "$new_ttl" ]] || new_ttl=2h
+reload_start=$(date +%s)
 k -n "$dist_ns" patch distribution "$distribution" --type merge -p "{\"spec\":{\"cache\":{\"defaultTTL\":\"$new_ttl\"}}}"
 for i in "${!region_names[@]}"; do
   r=${region_names[$i]} ns=${region_namespaces[$i]} name="$distribution-${region_names[$i]}"
   labels="kubefront.io/distribution=$distribution,kubefront.io/region=$r"
   wait_until "new configHash for region $r" hash_changed "$r" "${old_hash[$r]}"
+  wait_until "every pod of region $r on the new config (status updatedPods == pods)" config_loaded "$r"
+  h=$(region_status "$r" configHash)
+  reported=$(edge_config_hashes "$ns" "$labels" | sort -u)
+  [[ $reported == "$h" ]] || fail "region $r: pods report config '$reported', status says $h"
+  [[ $(pod_uids "$ns" "$labels") == "${old_uids[$r]}" ]] || fail "region $r: pods were replaced by a config change"
+  [[ $(replicasets "$ns" "$labels") == "${old_rs[$r]}" ]] || fail "region $r: a config change made a new ReplicaSet"
+  # The object cached before the change is still a Hit: the cache survived the reload.
+  forward "$ns" service/"$name" "$(jsonpath "$ns" service/"$name" '{.spec.ports[0].port}')"
+  curl -sS -D "$work/h" -o "$work/b" "http://127.0.0.1:$fwd_port/$object"
+  xcache=$(grep -i '^x-cache:' "$work/h" | awk '{print $2}' | tr -d '\r')
+  stop_forwards
+  [[ $xcache == Hit ]] || { cat "$work/h" >&2; fail "region $r: GET /$object after the reload: X-Cache '$xcache', want Hit"; }
+  echo "region $r: configHash ${old_hash[$r]} -> $h on $(region_status "$r" updatedPods)/$(region_status "$r" pods) pods after $(($(date +%s) - reload_start))s, same pods, /$object still a Hit"
+done
+k -n "$dist_ns" wait distribution/"$distribution" --for condition=Ready --timeout="${timeout}s"
+
+phase "change resources: a process-level change still rolls the Deployment"
+for i in "${!region_names[@]}"; do
+  r=${region_names[$i]} ns=${region_namespaces[$i]}
+  old_rs[$r]=$(replicasets "$ns" "kubefront.io/distribution=$distribution,kubefront.io/region=$r")
+  k -n "$dist_ns" patch distribution "$distribution" --type json -p "[{\"op\": \"add\", \"path\": \"/spec/regions/$i/resources\",
+    \"value\": {\"requests\": {\"cpu\": \"50m\", \"memory\": \"256Mi\"}, \"limits\": {\"memory\": \"768Mi\"}}}]"
+done
+for i in "${!region_names[@]}"; do
+  r=${region_names[$i]} ns=${region_namespaces[$i]} name="$distribution-${region_names[$i]}"
+  labels="kubefront.io/distribution=$distribution,kubefront.io/region=$r"
   wait_until "a new ReplicaSet for $ns/$name" new_replicaset "$ns" "$labels" "${old_rs[$r]}"
   k -n "$ns" rollout status deployment/"$name" --timeout="${timeout}s"
-  echo "region $r: configHash ${old_hash[$r]} -> $(region_status "$r" configHash)"
+  echo "region $r: resources change rolled a new ReplicaSet"
 done
 k -n "$dist_ns" wait distribution/"$distribution" --for condition=Ready --timeout="${timeout}s"
 
@@ -482,7 +532,7 @@ sign_canned() {
 for i in "${!region_names[@]}"; do
   r=${region_names[$i]} ns=${region_namespaces[$i]} name="$distribution-${region_names[$i]}"
   wait_until "new configHash (key group) for region $r" hash_changed "$r" "${old_hash[$r]}"
-  k -n "$ns" rollout status deployment/"$name" --timeout="${timeout}s"
+  wait_until "every pod of region $r on the key group config" config_loaded "$r"
   cm_keys=$(k -n "$ns" get configmap -l "kubefront.io/distribution=$distribution,kubefront.io/region=$r" -o yaml)
   grep -q 'KE2E' <<<"$cm_keys" || fail "region $r: the edge ConfigMap does not carry key KE2E"
   svc_port=$(jsonpath "$ns" service/"$name" '{.spec.ports[0].port}')

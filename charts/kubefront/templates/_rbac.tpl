@@ -2,7 +2,10 @@
 Rules for what the operator owns. Objects are written with server-side apply (patch), never
 update; secrets are read for origin credentials and region kubeconfigs and mirrored next to
 edge pods. The Distribution finalizer (remote cleanup) needs update on distributions and,
-with OwnerReferencesPermissionEnforcement, on distributions/finalizers.
+with OwnerReferencesPermissionEnforcement, on distributions/finalizers. Edge pods are only
+read: listed, and asked through the API server's pod proxy (get on pods/proxy, the edge admin
+port's /config) which config file they have loaded, so a config rollout by reload can be
+followed without restarting pods or giving edges API credentials.
 */}}
 {{- define "kubefront.rbac.distributionRules" }}
 - apiGroups: ["kubefront.io"]
@@ -25,6 +28,12 @@ with OwnerReferencesPermissionEnforcement, on distributions/finalizers.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list"]
+- apiGroups: [""]
+  resources: ["pods/proxy"]
+  verbs: ["get"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

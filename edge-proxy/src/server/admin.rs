@@ -25,6 +25,7 @@ pub fn router(edge: Arc<Edge>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/config", get(config))
         .route("/invalidate", post(invalidate))
         .with_state(edge)
 }
@@ -81,6 +82,18 @@ async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
         edge.metrics.encode(),
     )
         .into_response()
+}
+
+/// Which config file is in effect (`hash`, the operator's `kubefront.io/config-hash`) and the
+/// last one refused (`rejected`), as JSON. The operator reads it to count updated pods.
+async fn config(State(edge): State<Arc<Edge>>) -> Response {
+    match serde_json::to_string(&edge.loaded.get()) {
+        Ok(body) => json(StatusCode::OK, body),
+        Err(e) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({"error": e.to_string()}).to_string(),
+        ),
+    }
 }
 
 #[derive(Deserialize)]

@@ -44,6 +44,12 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// The `hash` label of `config_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HashLabels {
+    pub hash: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -61,6 +67,8 @@ pub struct Metrics {
     pub collapsed: Counter,
     pub invalidations: Counter,
     pub config_reloads: Family<ResultLabels, Counter>,
+    /// 1 for the config file in effect (label `hash`, see `reload::config_hash`).
+    pub config_info: Family<HashLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -158,6 +166,12 @@ impl Metrics {
             "Config file reloads",
             config_reloads.clone(),
         );
+        let config_info = Family::<HashLabels, Gauge>::default();
+        registry.register(
+            "config_info",
+            "The config file in effect: 1 with its hash (the operator's kubefront.io/config-hash)",
+            config_info.clone(),
+        );
         crate::security::SecurityMetrics::shared().register(&mut registry);
         Metrics {
             registry,
@@ -175,6 +189,7 @@ impl Metrics {
             collapsed,
             invalidations,
             config_reloads,
+            config_info,
         }
     }
 

@@ -180,6 +180,8 @@ pub struct Edge {
     pub invalidation_epoch: AtomicU64,
     pub admin_token: Option<String>,
     pub access_log: bool,
+    /// Which config file is in effect (admin `/config`).
+    pub loaded: reload::Loaded,
 }
 
 impl Edge {
@@ -193,6 +195,7 @@ impl Edge {
             invalidation_epoch: AtomicU64::new(0),
             admin_token: admin_token.filter(|t| !t.is_empty()),
             access_log,
+            loaded: reload::Loaded::default(),
         }
     }
 

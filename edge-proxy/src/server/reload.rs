@@ -1,12 +1,20 @@
 //! Config file reload: the file is polled (ConfigMap updates swap a symlink, which inotify on
 //! the file itself misses), a valid change is applied with the CLI overrides on top, and the
 //! cache survives unless the origin or the cache size changed.
+//!
+//! The edge also remembers which file it runs ([`Loaded`]): the hash of the file's bytes, as
+//! the operator computes it over the ConfigMap it wrote ([`config_hash`]), and the last file it
+//! refused with the reason. The admin `/config` endpoint and `kubefront_edge_config_info`
+//! report it, so a rollout by reload can be followed pod by pod.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use super::metrics::ResultLabels;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::metrics::{HashLabels, ResultLabels};
 use super::{Edge, Generation, Settings};
 use crate::cache::Store;
 use crate::config::EdgeConfig;
@@ -14,6 +22,91 @@ use crate::origin::s3::S3Origin;
 
 /// Turns file contents into the effective config (parse, apply overrides, validate).
 pub type Effective = Arc<dyn Fn(&str) -> Result<EdgeConfig, String> + Send + Sync>;
+
+/// Hash of a config file's bytes: hex of the first 8 bytes of SHA-256 over the length (u64,
+/// big-endian) followed by the bytes. The operator hashes the ConfigMap text it renders the
+/// same way (`kubefront.io/config-hash`), so both sides name one file by one value.
+pub fn config_hash(text: &str) -> String {
+    let mut h = Sha256::new();
+    h.update((text.len() as u64).to_be_bytes());
+    h.update(text.as_bytes());
+    hex_prefix(&h.finalize()[..8])
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(16), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A config file the edge refused to load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rejected {
+    pub hash: String,
+    pub error: String,
+    pub at_unix: u64,
+}
+
+/// Which config file the edge runs, as `/config` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadedState {
+    /// [`config_hash`] of the file in effect; `None` when the edge runs on flags only.
+    pub hash: Option<String>,
+    pub loaded_at_unix: u64,
+    /// The last refused file, unless a newer file was loaded since.
+    pub rejected: Option<Rejected>,
+}
+
+/// Shared record of the loaded config file.
+#[derive(Default)]
+pub struct Loaded(Mutex<LoadedState>);
+
+impl Loaded {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LoadedState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self) -> LoadedState {
+        self.lock().clone()
+    }
+
+    /// A file was loaded (at start or by reload); an earlier refusal is superseded.
+    pub fn loaded(&self, hash: String) -> Option<String> {
+        let mut s = self.lock();
+        s.rejected = None;
+        s.loaded_at_unix = unix_now();
+        s.hash.replace(hash)
+    }
+
+    pub fn rejected(&self, hash: String, error: String) {
+        self.lock().rejected = Some(Rejected {
+            hash,
+            error,
+            at_unix: unix_now(),
+        });
+    }
+}
+
+/// Records that the file with `text` is in effect: `/config` and `kubefront_edge_config_info`.
+pub fn record_loaded(edge: &Edge, text: &str) {
+    let hash = config_hash(text);
+    let previous = edge.loaded.loaded(hash.clone());
+    let info = &edge.metrics.config_info;
+    if let Some(old) = previous {
+        info.remove(&HashLabels { hash: old });
+    }
+    info.get_or_create(&HashLabels { hash }).set(1);
+}
 
 pub async fn watch(
     edge: Arc<Edge>,
@@ -41,6 +134,7 @@ pub async fn watch(
         match effective(&text) {
             Ok(cfg) => {
                 apply(&edge, cfg).await;
+                record_loaded(&edge, &text);
                 edge.metrics
                     .config_reloads
                     .get_or_create(&ResultLabels { result: "applied" })
@@ -48,6 +142,7 @@ pub async fn watch(
             }
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "config reload rejected; keeping current config");
+                edge.loaded.rejected(config_hash(&text), e.clone());
                 edge.metrics
                     .config_reloads
                     .get_or_create(&ResultLabels { result: "rejected" })
@@ -112,6 +207,28 @@ pub async fn apply(edge: &Edge, cfg: EdgeConfig) {
 mod tests {
     use super::*;
     use crate::config::Dur;
+
+    #[test]
+    fn config_hash_is_the_operators_contract() {
+        // The same vector is pinned in the operator (render::tests): both sides must agree.
+        assert_eq!(
+            config_hash("version: kubefront.io/edge/v1\n"),
+            "566d8ee027fd6049"
+        );
+        assert_ne!(config_hash("a"), config_hash("a "));
+    }
+
+    #[test]
+    fn a_load_supersedes_an_earlier_refusal() {
+        let l = Loaded::default();
+        assert_eq!(l.loaded("aaaa".into()), None);
+        l.rejected("bbbb".into(), "bad".into());
+        let s = l.get();
+        assert_eq!(s.hash.as_deref(), Some("aaaa"));
+        assert_eq!(s.rejected.as_ref().map(|r| r.hash.as_str()), Some("bbbb"));
+        assert_eq!(l.loaded("cccc".into()).as_deref(), Some("aaaa"));
+        assert_eq!(l.get().rejected, None);
+    }
 
     #[test]
     fn identity_is_bucket_endpoint_region_prefix() {

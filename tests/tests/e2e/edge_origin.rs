@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kubefront_edge::config::{ByteSize, Dur};
+use kubefront_edge::server::reload::config_hash;
 use kubefront_tests::{pseudo_random_bytes, sha256_hex, ObjectMeta, Scenario};
 
 #[tokio::test]
@@ -288,8 +289,30 @@ async fn a_changed_config_file_is_reloaded_and_keeps_the_cache() {
     // Same origin, different TTL: the entry survives.
     let mut cfg = s.config.clone();
     cfg.cache.default_ttl = Dur::secs(600);
+    let started = loaded_config(&s).await;
     s.edge.rewrite_config(&cfg).unwrap();
     wait_for_reloads(&s, before + 1.0).await;
+    // The edge reports the file it now runs by the hash of its bytes (the operator's hash).
+    let file = std::fs::read_to_string(&s.edge.config_path).unwrap();
+    let now = loaded_config(&s).await;
+    assert_eq!(now["hash"], config_hash(&file), "{now}");
+    assert_ne!(now["hash"], started["hash"], "{now} {started}");
+    let m = s.edge.metrics().await.unwrap();
+    assert_eq!(
+        m.sum(
+            "kubefront_edge_config_info",
+            &[("hash", &config_hash(&file))]
+        ),
+        1.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.text.matches("kubefront_edge_config_info{").count(),
+        1,
+        "one info series: {}",
+        m.text
+    );
     let r = s.get("/r.txt").await;
     assert_eq!(
         r.x_cache(),
@@ -340,6 +363,20 @@ async fn a_changed_config_file_is_reloaded_and_keeps_the_cache() {
         .check_alive()
         .expect("edge survives an invalid config file");
     assert_eq!(s.get("/r.txt").await.x_cache(), "Hit");
+    // The refusal is reported with the refused file's hash; the loaded hash stays.
+    let refused = loaded_config(&s).await;
+    assert_eq!(refused["hash"], config_hash(&file), "{refused}");
+    assert_eq!(
+        refused["rejected"]["hash"],
+        config_hash("origin: [not, a, config]\n"),
+        "{refused}"
+    );
+    assert!(
+        refused["rejected"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{refused}"
+    );
 
     // Another origin: the cache is flushed and content comes from the new bucket.
     let other = s.server.bucket("reload-other").await.unwrap();
@@ -356,6 +393,13 @@ async fn a_changed_config_file_is_reloaded_and_keeps_the_cache() {
     let r = s.get("/r.txt").await;
     assert_eq!(r.text(), "from bucket two");
     assert_eq!(r.x_cache(), "Miss");
+}
+
+/// The edge's admin `/config` answer.
+async fn loaded_config(s: &Scenario) -> serde_json::Value {
+    let r = reqwest::get(s.edge.admin_url("/config")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    serde_json::from_str(&r.text().await.unwrap()).unwrap()
 }
 
 async fn wait_for_reloads(s: &Scenario, want: f64) {

@@ -47,6 +47,14 @@ code=$(curl -s -o /tmp/kubefront-demo-404.$$ -w '%{http_code}' "$base/nope")
 body=$(cat /tmp/kubefront-demo-404.$$)
 rm -f /tmp/kubefront-demo-404.$$
 [[ $code == 404 && $body == *"404: not here"* ]] || fail "GET /nope: $code '$body' (want the 404 page)"
+# The page answers for the negative entry (10 s), not for the page object (1 h): its Age,
+# Cache-Status ttl and Cache-Control describe the 404.
+headers=$(curl -s -o /dev/null -D - "$base/nope" | tr -d '\r')
+ttl=$(sed -n 's/^cache-status:.*ttl=\([0-9-]*\).*/\1/Ip' <<<"$headers")
+max_age=$(sed -n 's/^cache-control:.*max-age=\([0-9]*\).*/\1/Ip' <<<"$headers")
+age=$(sed -n 's/^age: *\([0-9]*\).*/\1/Ip' <<<"$headers")
+[[ -n $ttl && $ttl -le 10 && -n $max_age && $max_age -le 10 && -n $age && $age -le 10 ]] ||
+  fail "404 page freshness: ttl='$ttl' max-age='$max_age' age='$age' (want <= the 10 s negative TTL)"$'\n'"$headers"
 
 range=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' -H 'Range: bytes=0-9' "$base/css/site.css")
 [[ $range == "206 10" ]] || fail "Range bytes=0-9: '$range' (want 206 of 10 bytes)"
@@ -62,4 +70,4 @@ for p in "$viewer" "$admin" "$minio"; do
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || break; sleep 0.1; done
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then fail "port $p still open after the demo stopped"; fi
 done
-echo "demo.sh: scripts/demo served Miss->Hit, the 404 page, a Range, kept MinIO private, and stopped cleanly"
+echo "demo.sh: scripts/demo served Miss->Hit, the 404 page (with the negative entry's freshness), a Range, kept MinIO private, and stopped cleanly"

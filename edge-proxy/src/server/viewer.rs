@@ -486,7 +486,9 @@ impl Viewer<'_> {
             );
         }
         let status = err.viewer_status();
-        if let Some((code, page)) = error_page(self.edge, self.generation, status.as_u16()).await {
+        if let Some((code, page)) =
+            error_page(self.edge, self.generation, status.as_u16(), None).await
+        {
             let resp = entry_response(self.headers, self.head, &page, code, served);
             return (resp, outcome(served));
         }
@@ -523,8 +525,13 @@ impl Viewer<'_> {
             origin_time,
         };
         if entry.is_negative() {
-            if let Some((status, page)) =
-                error_page(self.edge, self.generation, entry.status.as_u16()).await
+            if let Some((status, page)) = error_page(
+                self.edge,
+                self.generation,
+                entry.status.as_u16(),
+                Some(entry.as_ref()),
+            )
+            .await
             {
                 let resp = entry_response(self.headers, self.head, &page, status, served);
                 return (resp, outcome);

@@ -2107,7 +2107,8 @@ async fn a_frozen_leader_is_replaced_and_writes_nothing_when_it_wakes() {
 /// is announced once by a Warning Event naming the region: a missing kubeconfig Secret, a
 /// Secret without the key, a Secret that holds no kubeconfig, credentials the API server
 /// rejects (401), an identity without RBAC (403), a target namespace that does not exist, and
-/// a port nobody listens on. The healthy region is applied regardless.
+/// a port nobody listens on. The healthy region is applied regardless, and rotating a broken
+/// kubeconfig Secret to working credentials brings its region in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_region_failure_has_its_reason_and_an_event() {
     let Some(path) = kubeconfig_path() else {
@@ -2207,7 +2208,8 @@ async fn every_region_failure_has_its_reason_and_an_event() {
         remote("nosecret", "absent-kubeconfig", "edge"),
         remote("nokey", "nokey-kubeconfig", "edge"),
         remote("garbage", "garbage-kubeconfig", "edge"),
-        remote("badtoken", "badtoken-kubeconfig", "edge"),
+        // In a namespace that exists: once its credentials are fixed it must apply.
+        remote("badtoken", "badtoken-kubeconfig", &ns),
         remote("noperm", "noperm-kubeconfig", "edge"),
         remote("nons", "admin-kubeconfig", &missing_ns),
         remote("dead", "dead-kubeconfig", "edge"),
@@ -2269,6 +2271,26 @@ async fn every_region_failure_has_its_reason_and_an_event() {
             "{region}: {reason} announced {times} times: {seen:#?}"
         );
     }
+
+    // Rotating a kubeconfig Secret (new credentials under the same name) replaces the
+    // region's client: the 401 region applies with the new identity.
+    secrets
+        .patch(
+            "badtoken-kubeconfig",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"value": std::fs::read_to_string(&path).expect("admin kubeconfig")}})),
+        )
+        .await
+        .expect("rotate the kubeconfig Secret");
+    wait_region(&dists, "site", "badtoken", "Applied", "True", None).await;
+    assert!(
+        Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .get_opt("site-badtoken")
+            .await
+            .expect("get")
+            .is_some(),
+        "the rotated region's ConfigMap was applied"
+    );
 
     // Leave nothing behind: the dead regions cannot be cleaned, so forget them.
     dists

@@ -345,53 +345,32 @@ async fn viewer_protocol_policy_redirects_or_refuses_plain_http_per_behavior() {
             .await
             .unwrap();
     }
-    let http = |path: &str| format!("http://{}{path}", s.edge.viewer);
-    let fmt = "%{http_code} %{redirect_url}";
-    let (_, out, _) = curl(&[
-        "-H",
-        "Host: cdn.test",
-        "-o",
-        "/dev/null",
-        "-w",
-        fmt,
-        &http("/page.txt?a=1&b"),
-    ])
-    .await;
-    assert_eq!(out, "301 https://cdn.test/page.txt?a=1&b");
-    let (_, out, _) = curl(&[
-        "-H",
-        "Host: cdn.test",
-        "-o",
-        "/dev/null",
-        "-w",
-        fmt,
-        &http("/secure/s.txt"),
-    ])
-    .await;
-    assert_eq!(out.trim(), "403");
-    let (_, out, _) = curl(&[
-        "-H",
-        "Host: cdn.test",
-        "-w",
-        " %{http_code}",
-        &http("/open/o.txt"),
-    ])
-    .await;
-    assert_eq!(out, "content 200");
+    // Plain HTTP as `Host: cdn.test`, extra headers first; returns "STATUS REDIRECT-URL".
+    let viewer = s.edge.viewer;
+    let plain_http = |path: &'static str, extra: &'static [&'static str]| async move {
+        let url = format!("http://{viewer}{path}");
+        let mut args = vec!["-H", "Host: cdn.test"];
+        args.extend_from_slice(extra);
+        args.extend([
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            url.as_str(),
+        ]);
+        curl(&args).await.1.trim().to_string()
+    };
+    assert_eq!(
+        plain_http("/page.txt?a=1&b", &[]).await,
+        "301 https://cdn.test/page.txt?a=1&b"
+    );
+    assert_eq!(plain_http("/secure/s.txt", &[]).await, "403");
+    assert_eq!(plain_http("/open/o.txt", &[]).await, "200");
     // A trusted proxy is not configured, so a viewer's own X-Forwarded-Proto changes nothing.
-    let (_, out, _) = curl(&[
-        "-H",
-        "Host: cdn.test",
-        "-H",
-        "X-Forwarded-Proto: https",
-        "-o",
-        "/dev/null",
-        "-w",
-        fmt,
-        &http("/secure/s.txt"),
-    ])
-    .await;
-    assert_eq!(out.trim(), "403");
+    assert_eq!(
+        plain_http("/secure/s.txt", &["-H", "X-Forwarded-Proto: https"]).await,
+        "403"
+    );
     // Over HTTPS every path is served.
     let (resolve, base) = https_args(&s, "cdn.test");
     for p in ["/page.txt", "/secure/s.txt", "/open/o.txt"] {

@@ -31,7 +31,7 @@ pub async fn error_page(
     let path = normalize_path(page_path).ok()?;
     let now = Instant::now();
     let error_ttl = settings.error_ttl_for(code);
-    if let Some(e) = generation.store.get(&path).await {
+    if let Some(e) = generation.storage().lookup(&path).await {
         if !e.is_negative() && (e.is_fresh(now) || e.usable_if_error(now)) {
             return Some((status, Arc::new(standing_for(&e, answer, error_ttl, now))));
         }

@@ -37,6 +37,10 @@ pub fn http_client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(120))
         .pool_max_idle_per_host(256)
+        // The edge closes a keep-alive connection that sends no request head within
+        // `headerReadTimeout` (1 s in the hostile tests). A pooled connection reused at that
+        // instant fails the request; dropping idle ones after 500 ms avoids the race.
+        .pool_idle_timeout(Duration::from_millis(500))
         .build()
         .expect("reqwest client builds with static settings")
 }

@@ -82,7 +82,7 @@ fn edge() -> Arc<Edge> {
         Arc::new(StaticOrigin(Bytes::from(vec![7u8; 1024]))),
         store,
     );
-    Arc::new(Edge::new(generation, None, false))
+    Arc::new(Edge::new(generation, None, None))
 }
 
 fn signed_query(path: &str) -> String {

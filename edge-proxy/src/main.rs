@@ -86,6 +86,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// The access log's shape, or `None` when it is off: by `--access-log false`, or by a RUST_LOG
+/// filter that silences `kubefront_edge::access` (as it did when the lines went through tracing).
+fn access_log_format(args: &RunArgs) -> Option<server::access_log::Format> {
+    let enabled = tracing::enabled!(target: "kubefront_edge::access", tracing::Level::INFO);
+    (args.access_log && enabled).then_some(match args.log_format {
+        LogFormat::Text => server::access_log::Format::Text,
+        LogFormat::Json => server::access_log::Format::Json,
+    })
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -138,7 +148,7 @@ async fn run(cfg: EdgeConfig, args: RunArgs, file_text: Option<String>) -> anyho
     let edge = Arc::new(Edge::new(
         Generation::new(Settings::new(cfg), origin, store),
         args.admin_token.clone(),
-        args.access_log,
+        access_log_format(&args),
     ));
     let viewer_addr = match &listeners[0] {
         server::listen::ViewerListener::Plain { listener, .. }

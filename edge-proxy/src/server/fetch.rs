@@ -391,7 +391,7 @@ mod tests {
         let mut settings = Settings::new(EdgeConfig::for_bucket("bkt"));
         settings.header_wait = header_wait;
         let generation = Generation::new(settings, origin, crate::cache::Store::new(1 << 20));
-        Arc::new(Edge::new(generation, None, false))
+        Arc::new(Edge::new(generation, None, None))
     }
 
     fn origin(body: &'static str) -> Arc<GatedOrigin> {
@@ -560,7 +560,7 @@ mod tests {
         });
         let settings = Settings::new(EdgeConfig::for_bucket("bkt"));
         let generation = Generation::new(settings, o, crate::cache::Store::new(1 << 20));
-        let e = Arc::new(Edge::new(generation, None, false));
+        let e = Arc::new(Edge::new(generation, None, None));
         let g = e.current.load_full();
         let (r, _) = fetch_collapsed(&e, &g, "/o", None).await;
         assert_eq!(body_of(&r).await.as_deref(), Some(&b"body"[..]));
@@ -649,7 +649,7 @@ mod tests {
         let mut settings = Settings::new(EdgeConfig::for_bucket("bkt"));
         settings.slice_size = 100;
         let generation = Generation::new(settings, o.clone(), crate::cache::Store::new(1 << 20));
-        let e = Arc::new(Edge::new(generation, None, false));
+        let e = Arc::new(Edge::new(generation, None, None));
         let g = e.current.load_full();
         // A viewer range starting in slice 1: only slice 1 is asked for.
         let (r, _) = fetch_collapsed_as(&e, &g, "/big", None, Target::object(1)).await;

@@ -18,6 +18,57 @@ pub enum CacheLabel {
     error,
 }
 
+impl CacheLabel {
+    const ALL: [CacheLabel; 5] = [
+        CacheLabel::hit,
+        CacheLabel::miss,
+        CacheLabel::refresh_hit,
+        CacheLabel::stale,
+        CacheLabel::error,
+    ];
+}
+
+/// Status codes whose `requests` counters are resolved once and kept (the others go through
+/// the family's lock and label hash on every request, as all of them used to).
+const COMMON_CODES: [u16; 16] = [
+    200, 204, 206, 301, 302, 304, 400, 403, 404, 405, 412, 416, 500, 502, 503, 504,
+];
+
+/// `kubefront_edge_requests_total` by `(cache, code)`, with the common series resolved on
+/// first use: a hit then costs one atomic add instead of a read lock, a label hash and a map
+/// lookup. Series appear in the exposition only once used, as before.
+pub struct RequestCounters {
+    family: Family<RequestLabels, Counter>,
+    resolved: [[std::sync::OnceLock<Counter>; COMMON_CODES.len()]; CacheLabel::ALL.len()],
+}
+
+impl RequestCounters {
+    fn new(family: Family<RequestLabels, Counter>) -> RequestCounters {
+        RequestCounters {
+            family,
+            resolved: Default::default(),
+        }
+    }
+
+    pub fn inc(&self, cache: CacheLabel, code: u16) {
+        let row = CacheLabel::ALL.iter().position(|c| *c == cache);
+        let col = COMMON_CODES.iter().position(|c| *c == code);
+        match (row, col) {
+            (Some(r), Some(c)) => self.resolved[r][c]
+                .get_or_init(|| {
+                    self.family
+                        .get_or_create(&RequestLabels { cache, code })
+                        .clone()
+                })
+                .inc(),
+            _ => self
+                .family
+                .get_or_create(&RequestLabels { cache, code })
+                .inc(),
+        };
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub cache: CacheLabel,
@@ -52,8 +103,10 @@ pub struct HashLabels {
 
 pub struct Metrics {
     pub registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
+    pub requests: RequestCounters,
     pub response_bytes: Counter,
+    /// Access log lines dropped because the writer fell behind (see `access_log`).
+    pub access_log_dropped: Counter,
     pub origin_requests: Family<OutcomeLabels, Counter>,
     pub origin_errors: Family<KindLabels, Counter>,
     pub origin_error_codes: Family<CodeLabels, Counter>,
@@ -91,6 +144,12 @@ impl Metrics {
             "response_body_bytes",
             "Response body bytes sent to viewers",
             response_bytes.clone(),
+        );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "access_log_dropped",
+            "Access log lines dropped because the log writer fell behind",
+            access_log_dropped.clone(),
         );
         let origin_requests = Family::<OutcomeLabels, Counter>::default();
         registry.register(
@@ -175,8 +234,9 @@ impl Metrics {
         crate::security::SecurityMetrics::shared().register(&mut registry);
         Metrics {
             registry,
-            requests,
+            requests: RequestCounters::new(requests),
             response_bytes,
+            access_log_dropped,
             origin_requests,
             origin_errors,
             origin_error_codes,
@@ -199,5 +259,34 @@ impl Metrics {
             tracing::error!(error = %e, "metrics encoding failed");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod request_counter_tests {
+    use super::*;
+
+    /// Resolved and unresolved series count into the same exposition.
+    #[test]
+    fn common_and_rare_codes_are_counted_in_one_family() {
+        let m = Metrics::new();
+        for _ in 0..3 {
+            m.requests.inc(CacheLabel::hit, 200);
+        }
+        m.requests.inc(CacheLabel::error, 431);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &m.registry).unwrap();
+        assert!(
+            text.contains(r#"kubefront_edge_requests_total{cache="hit",code="200"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"kubefront_edge_requests_total{cache="error",code="431"} 1"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"code="204""#),
+            "unused series stay out: {text}"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The running edge: shared state compiled from the config (`Settings`, `Generation`, `Edge`);
 //! the viewer listeners are in `listen`, HTTPS in `tls`.
 
+pub mod access_log;
 pub mod admin;
 pub mod body;
 pub mod cache_status;
@@ -179,17 +180,29 @@ pub struct Edge {
     /// Bumped by every invalidation; fetches started earlier do not store their result.
     pub invalidation_epoch: AtomicU64,
     pub admin_token: Option<String>,
-    pub access_log: bool,
+    /// `None` with `--access-log false` (or a RUST_LOG that silences `kubefront_edge::access`).
+    pub access_log: Option<access_log::AccessLog>,
     /// Which config file is in effect (admin `/config`).
     pub loaded: reload::Loaded,
 }
 
 impl Edge {
-    pub fn new(generation: Generation, admin_token: Option<String>, access_log: bool) -> Edge {
+    pub fn new(
+        generation: Generation,
+        admin_token: Option<String>,
+        access_log: Option<access_log::Format>,
+    ) -> Edge {
+        let metrics = metrics::Metrics::new();
+        let access_log = access_log.and_then(|format| {
+            let dropped = metrics.access_log_dropped.clone();
+            access_log::AccessLog::start(format, std::io::stderr(), dropped)
+                .map_err(|e| tracing::error!(error = %e, "cannot start the access log writer; access log off"))
+                .ok()
+        });
         Edge {
             current: ArcSwap::from_pointee(generation),
             inflight: fetch::Inflight::default(),
-            metrics: metrics::Metrics::new(),
+            metrics,
             health: health::OriginHealth::default(),
             ready: AtomicBool::new(false),
             invalidation_epoch: AtomicU64::new(0),

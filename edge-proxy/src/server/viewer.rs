@@ -12,10 +12,10 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
+use super::access_log::Line;
 use super::body::EdgeBody;
 use super::error_page::error_page;
 use super::fetch::{self, Collapsed, FetchKind, Fetched, Target};
-use super::metrics::RequestLabels;
 use super::passthrough::{self, Forwarded};
 use super::respond::{self, entry_response, plain, Served, X_CACHE};
 use super::sliced::SliceFailure;
@@ -50,23 +50,22 @@ pub async fn handle<B>(edge: Arc<Edge>, req: Request<B>) -> Response<EdgeBody> {
     let bytes = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
     edge.metrics
         .requests
-        .get_or_create(&RequestLabels {
-            cache: outcome.served.label(),
-            code: status.as_u16(),
-        })
-        .inc();
+        .inc(outcome.served.label(), status.as_u16());
     edge.metrics.response_bytes.inc_by(bytes);
-    if edge.access_log {
-        tracing::info!(
-            target: "kubefront_edge::access",
-            method = %req.method(),
-            path = req.uri().path(),
-            status = status.as_u16(),
-            cache = resp.headers().get(&X_CACHE).and_then(|v| v.to_str().ok()).unwrap_or(""),
+    if let Some(log) = &edge.access_log {
+        log.record(&Line {
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            status: status.as_u16(),
+            cache: resp
+                .headers()
+                .get(&X_CACHE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
             bytes,
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
-            origin_ms = outcome.origin_time.map(|d| d.as_secs_f64() * 1000.0),
-        );
+            duration: started.elapsed(),
+            origin: outcome.origin_time,
+        });
     }
     resp
 }

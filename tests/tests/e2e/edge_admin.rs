@@ -172,3 +172,49 @@ async fn invalidation_is_disabled_without_a_configured_token() {
     }
     assert_eq!(s.get("/x.txt").await.x_cache(), "Hit");
 }
+
+/// Each answer is one access log line with its fields, written by the edge's log writer thread
+/// (the request never waits for it), in request order.
+#[tokio::test]
+async fn every_answer_is_one_access_log_line() {
+    let Some(s) = Scenario::start("admin-access-log", |_| {}).await else {
+        return;
+    };
+    s.bucket
+        .put("/logged.txt", "logged body", ObjectMeta::default())
+        .await
+        .unwrap();
+    assert_eq!(s.get("/logged.txt").await.status, 200);
+    assert_eq!(s.get("/logged.txt").await.status, 200);
+    assert_eq!(s.get("/logged-absent.txt").await.status, 404);
+
+    let lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("kubefront_edge::access") && l.contains("path=\"/logged"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut got = lines(&s.edge.logs());
+    while got.len() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        got = lines(&s.edge.logs());
+    }
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert!(
+        got[0].contains("method=GET path=\"/logged.txt\" status=200 cache=\"Miss\" bytes=11 ")
+            && got[0].contains(" origin_ms="),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[1].contains("method=GET path=\"/logged.txt\" status=200 cache=\"Hit\" bytes=11 ")
+            && !got[1].contains("origin_ms"),
+        "{}",
+        got[1]
+    );
+    assert!(got[2].contains("path=\"/logged-absent.txt\" status=404"), "{}", got[2]);
+    assert!(got[0].starts_with("20") && got[0].contains('T'), "timestamp first: {}", got[0]);
+    let m = s.edge.metrics().await.unwrap();
+    assert_eq!(m.sum("kubefront_edge_access_log_dropped_total", &[]), 0.0, "{}", m.text);
+}

@@ -27,11 +27,17 @@ pub const REFRESHED_BY_304: [HeaderName; 4] = [
 
 /// The allowlisted subset of `origin`, plus `Accept-Ranges: bytes` (the edge serves ranges of
 /// everything it stores or streams).
+///
+/// Sized for the headers present and copied: the map lives as long as the entry, a map reserved
+/// for every allowlisted name holds slots most objects never use, and a header value parsed by
+/// hyper may be a view into the whole read buffer of its response (an HTTP origin's).
 pub fn replayed(origin: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(REPLAYED.len() + 6);
+    let present = REPLAYED.iter().filter(|n| origin.contains_key(*n)).count();
+    let mut out = HeaderMap::with_capacity(present + 1);
     for name in &REPLAYED {
         if let Some(v) = origin.get(name) {
-            out.insert(name.clone(), v.clone());
+            let owned = HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
+            out.insert(name.clone(), owned);
         }
     }
     out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));

@@ -213,8 +213,21 @@ async fn every_answer_is_one_access_log_line() {
         "{}",
         got[1]
     );
-    assert!(got[2].contains("path=\"/logged-absent.txt\" status=404"), "{}", got[2]);
-    assert!(got[0].starts_with("20") && got[0].contains('T'), "timestamp first: {}", got[0]);
+    assert!(
+        got[2].contains("path=\"/logged-absent.txt\" status=404"),
+        "{}",
+        got[2]
+    );
+    assert!(
+        got[0].starts_with("20") && got[0].contains('T'),
+        "timestamp first: {}",
+        got[0]
+    );
     let m = s.edge.metrics().await.unwrap();
-    assert_eq!(m.sum("kubefront_edge_access_log_dropped_total", &[]), 0.0, "{}", m.text);
+    assert_eq!(
+        m.sum("kubefront_edge_access_log_dropped_total", &[]),
+        0.0,
+        "{}",
+        m.text
+    );
 }

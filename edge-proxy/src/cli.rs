@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Context};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use kubefront_edge::config::{
-    ByteSize, Dur, EdgeConfig, TlsCertificate, TlsConfig, TlsVersion, ViewerProtocolPolicy,
+    ByteSize, Dur, EdgeConfig, HttpOrigin, OriginCustomHeader, S3Origin, TlsCertificate, TlsConfig,
+    TlsVersion, ViewerProtocolPolicy,
 };
 
 #[derive(Debug, Parser)]
@@ -69,8 +70,20 @@ pub struct RunArgs {
     /// allow-all, redirect-to-https (301) or https-only (403) for viewers on plain HTTP.
     #[arg(long, env = "KUBEFRONT_VIEWER_PROTOCOL_POLICY")]
     pub viewer_protocol_policy: Option<ViewerProtocolPolicy>,
+    /// An S3 origin: the private bucket.
     #[arg(long, env = "KUBEFRONT_ORIGIN_BUCKET")]
     pub origin_bucket: Option<String>,
+    /// An HTTP origin instead: `http://` or `https://` base URL; the viewer's path (and the
+    /// query parameters in the cache key) are appended.
+    #[arg(long, env = "KUBEFRONT_ORIGIN_URL")]
+    pub origin_url: Option<String>,
+    /// `Host` sent to an HTTP origin [default: the URL's host].
+    #[arg(long, env = "KUBEFRONT_ORIGIN_HOST_HEADER")]
+    pub origin_host_header: Option<String>,
+    /// `NAME:VALUE` or `NAME:@FILE` added to every origin request (repeatable); a secret
+    /// belongs in a file so it never shows in `ps`.
+    #[arg(long = "origin-header", value_parser = parse_origin_header)]
+    pub origin_headers: Vec<OriginCustomHeader>,
     /// S3-compatible endpoint URL (MinIO, Garage); AWS when absent.
     #[arg(long, env = "KUBEFRONT_ORIGIN_ENDPOINT")]
     pub origin_endpoint: Option<String>,
@@ -138,6 +151,26 @@ pub struct RunArgs {
     pub security: kubefront_edge::security::cli::SecurityArgs,
 }
 
+fn parse_origin_header(s: &str) -> Result<OriginCustomHeader, String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected NAME:VALUE or NAME:@FILE"))?;
+    let name = name.trim().to_owned();
+    let value = value.trim_start();
+    Ok(match value.strip_prefix('@') {
+        Some(file) => OriginCustomHeader {
+            name,
+            value: None,
+            value_file: Some(file.to_owned()),
+        },
+        None => OriginCustomHeader {
+            name,
+            value: Some(value.to_owned()),
+            value_file: None,
+        },
+    })
+}
+
 impl RunArgs {
     /// Applies the flags that were given over `cfg`.
     pub fn apply(&self, cfg: &mut EdgeConfig) {
@@ -154,13 +187,7 @@ impl RunArgs {
             &mut cfg.viewer_protocol_policy,
             &self.viewer_protocol_policy,
         );
-        set(&mut cfg.origin.s3.bucket, &self.origin_bucket);
-        if self.origin_endpoint.is_some() {
-            cfg.origin.s3.endpoint.clone_from(&self.origin_endpoint);
-        }
-        set(&mut cfg.origin.s3.region, &self.origin_region);
-        set(&mut cfg.origin.s3.force_path_style, &self.origin_path_style);
-        set(&mut cfg.origin.s3.prefix, &self.origin_prefix);
+        self.apply_origin(cfg);
         set(
             &mut cfg.origin.timeouts.connect,
             &self.origin_connect_timeout,
@@ -194,6 +221,55 @@ impl RunArgs {
                 .clone_from(&self.default_root_object);
         }
         self.security.apply(cfg);
+    }
+
+    /// `--origin-url` makes the origin HTTP; S3 flags amend (or make) an S3 origin. Both kinds
+    /// at once is refused in `effective`.
+    fn apply_origin(&self, cfg: &mut EdgeConfig) {
+        let s3_flags = self.origin_bucket.is_some()
+            || self.origin_endpoint.is_some()
+            || self.origin_region.is_some()
+            || self.origin_path_style.is_some()
+            || self.origin_prefix.is_some();
+        if let Some(url) = &self.origin_url {
+            let http = cfg
+                .origin
+                .http
+                .get_or_insert_with(|| HttpOrigin::new(url.clone()));
+            http.url.clone_from(url);
+            if !s3_flags {
+                cfg.origin.s3 = None;
+            }
+        }
+        if s3_flags {
+            let s3 = cfg.origin.s3.get_or_insert_with(|| S3Origin::new(""));
+            if let Some(b) = &self.origin_bucket {
+                s3.bucket.clone_from(b);
+            }
+            if self.origin_endpoint.is_some() {
+                s3.endpoint.clone_from(&self.origin_endpoint);
+            }
+            if let Some(r) = &self.origin_region {
+                s3.region.clone_from(r);
+            }
+            if let Some(p) = self.origin_path_style {
+                s3.force_path_style = p;
+            }
+            if let Some(p) = &self.origin_prefix {
+                s3.prefix.clone_from(p);
+            }
+        }
+        if let Some(host) = &self.origin_host_header {
+            if let Some(http) = &mut cfg.origin.http {
+                http.host_header = Some(host.clone());
+            }
+        }
+        for h in &self.origin_headers {
+            cfg.origin
+                .custom_headers
+                .retain(|c| !c.name.eq_ignore_ascii_case(&h.name));
+            cfg.origin.custom_headers.push(h.clone());
+        }
     }
 
     /// The TLS flags over `server.tls`: `--tls-listen` or certificate pairs create the section
@@ -249,9 +325,14 @@ impl RunArgs {
             None => EdgeConfig::for_bucket(""),
         };
         self.apply(&mut cfg);
-        if cfg.origin.s3.bucket.is_empty() {
+        if cfg.origin.s3.is_some() && cfg.origin.http.is_some() {
             return Err(anyhow!(
-                "origin.s3.bucket: required (pass --origin-bucket or set it in --config)"
+                "origin: --origin-url (HTTP) and --origin-bucket (S3) are two origins; give one"
+            ));
+        }
+        if cfg.origin.s3.as_ref().is_none_or(|s| s.bucket.is_empty()) && cfg.origin.http.is_none() {
+            return Err(anyhow!(
+                "origin.s3.bucket: required (pass --origin-bucket or --origin-url, or set it in --config)"
             ));
         }
         cfg.validate().map_err(|e| anyhow!("invalid config: {e}"))?;
@@ -296,9 +377,10 @@ mod tests {
                 "origin: {s3: {bucket: filebucket, region: eu-west-1}}\ncache: {defaultTTL: 1h}",
             ))
             .expect("valid");
-        assert_eq!(cfg.origin.s3.bucket, "flagbucket");
-        assert_eq!(cfg.origin.s3.region, "eu-west-1");
-        assert!(cfg.origin.s3.force_path_style);
+        let s3 = cfg.origin.s3.as_ref().expect("s3");
+        assert_eq!(s3.bucket, "flagbucket");
+        assert_eq!(s3.region, "eu-west-1");
+        assert!(s3.force_path_style);
         assert_eq!(cfg.cache.memory, ByteSize(64 << 20));
         assert_eq!(cfg.cache.default_ttl, Dur::secs(300));
         assert_eq!(cfg.server.listen, "127.0.0.1:0");
@@ -307,6 +389,43 @@ mod tests {
             std::time::Duration::from_secs(7)
         );
         assert!(cfg.cache.error_caching_min_ttl.is_zero());
+    }
+
+    #[test]
+    fn origin_url_makes_an_http_origin_with_headers_and_refuses_a_second_kind() {
+        let cfg = parse(&[
+            "--origin-url",
+            "http://127.0.0.1:9000/base",
+            "--origin-host-header",
+            "assets.example.com",
+            "--origin-header",
+            "X-Origin-Secret: @/run/secret",
+            "--origin-header",
+            "X-Env:prod",
+        ])
+        .run
+        .effective(Some("origin: {s3: {bucket: filebucket}}"))
+        .expect("valid");
+        assert!(
+            cfg.origin.s3.is_none(),
+            "the URL replaces the file's S3 origin"
+        );
+        let http = cfg.origin.http.as_ref().expect("http");
+        assert_eq!(http.url, "http://127.0.0.1:9000/base");
+        assert_eq!(http.host_header.as_deref(), Some("assets.example.com"));
+        let h = &cfg.origin.custom_headers;
+        assert_eq!(h[0].value_file.as_deref(), Some("/run/secret"));
+        assert_eq!(h[1].value.as_deref(), Some("prod"));
+        let err = parse(&["--origin-url", "http://a", "--origin-bucket", "bkt"])
+            .run
+            .effective(None)
+            .expect_err("two origins");
+        assert!(err.to_string().contains("give one"), "{err}");
+        let err = parse(&["--origin-url", "ftp://a"])
+            .run
+            .effective(None)
+            .expect_err("bad url");
+        assert!(err.to_string().contains("origin.http.url"), "{err}");
     }
 
     #[test]

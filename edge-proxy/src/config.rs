@@ -10,8 +10,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub mod origin;
 pub mod security;
 pub mod viewer;
+pub use origin::{
+    is_valid_bucket_name, Failover, HttpOrigin, OriginConfig, OriginCustomHeader, OriginTimeouts,
+    OriginTls, S3Origin,
+};
 pub use security::SecurityConfig;
 pub use viewer::{TlsCertificate, TlsConfig, TlsVersion, ViewerProtocolPolicy};
 
@@ -94,88 +99,6 @@ impl Default for ServerConfig {
             shutdown_grace: default_shutdown_grace(),
             tls: None,
             h2c: false,
-        }
-    }
-}
-
-/// Where misses are fetched from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OriginConfig {
-    pub s3: S3Origin,
-    #[serde(default)]
-    pub timeouts: OriginTimeouts,
-    /// Attempts per idempotent origin fetch, including the first.
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-}
-
-fn default_max_attempts() -> u32 {
-    3
-}
-
-/// A private S3 bucket. Credentials never appear here: they come from the AWS credential chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct S3Origin {
-    pub bucket: String,
-    #[serde(default = "default_region")]
-    pub region: String,
-    /// Custom endpoint for S3-compatible servers (MinIO, Garage); AWS when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub force_path_style: bool,
-    /// Key prefix every viewer path is mapped under; viewers can never escape it.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub prefix: String,
-}
-
-fn default_region() -> String {
-    "us-east-1".into()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OriginTimeouts {
-    #[serde(default = "default_connect_timeout")]
-    pub connect: Dur,
-    /// Until response headers arrive.
-    #[serde(default = "default_first_byte_timeout")]
-    pub first_byte: Dur,
-    /// Whole fetch of an object being filled into the cache. Streams through the edge
-    /// (objects over `maxObjectSize`) are bounded by `idle` instead, never by this.
-    #[serde(default = "default_total_timeout")]
-    pub total: Dur,
-    /// Longest wait for the next body chunk once the origin answered; `firstByte` when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idle: Option<Dur>,
-}
-
-impl OriginTimeouts {
-    /// The per-chunk body timeout.
-    pub fn idle(&self) -> Duration {
-        self.idle.unwrap_or(self.first_byte).as_duration()
-    }
-}
-
-fn default_connect_timeout() -> Dur {
-    Dur::secs(3)
-}
-fn default_first_byte_timeout() -> Dur {
-    Dur::secs(10)
-}
-fn default_total_timeout() -> Dur {
-    Dur::secs(60)
-}
-
-impl Default for OriginTimeouts {
-    fn default() -> Self {
-        Self {
-            connect: default_connect_timeout(),
-            first_byte: default_first_byte_timeout(),
-            total: default_total_timeout(),
-            idle: None,
         }
     }
 }
@@ -387,17 +310,7 @@ impl EdgeConfig {
         Self {
             version: default_version(),
             server: ServerConfig::default(),
-            origin: OriginConfig {
-                s3: S3Origin {
-                    bucket: bucket.into(),
-                    region: default_region(),
-                    endpoint: None,
-                    force_path_style: false,
-                    prefix: String::new(),
-                },
-                timeouts: OriginTimeouts::default(),
-                max_attempts: default_max_attempts(),
-            },
+            origin: OriginConfig::s3(S3Origin::new(bucket)),
             default_root_object: None,
             cache: CacheConfig::default(),
             behaviors: Vec::new(),
@@ -476,79 +389,6 @@ fn validate_socket_addr(field: &str, value: &str) -> Result<(), ConfigError> {
         .parse::<std::net::SocketAddr>()
         .map(|_| ())
         .map_err(|_| ConfigError::new(field, format!("{value:?} is not an IP:port address")))
-}
-
-impl OriginConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        let s3 = &self.s3;
-        if !is_valid_bucket_name(&s3.bucket) {
-            return Err(ConfigError::new(
-                "origin.s3.bucket",
-                format!(
-                    "{:?} is not a valid bucket name (3-63 chars of a-z, 0-9, '.', '-', '_')",
-                    s3.bucket
-                ),
-            ));
-        }
-        if s3.region.is_empty() {
-            return Err(ConfigError::new("origin.s3.region", "must not be empty"));
-        }
-        if let Some(ep) = &s3.endpoint {
-            let rest = ep
-                .strip_prefix("http://")
-                .or_else(|| ep.strip_prefix("https://"));
-            match rest {
-                Some(host) if !host.is_empty() && !host.starts_with('/') => {}
-                _ => {
-                    return Err(ConfigError::new(
-                        "origin.s3.endpoint",
-                        format!("{ep:?} must be an http:// or https:// URL"),
-                    ))
-                }
-            }
-        }
-        if s3.prefix.starts_with('/') || s3.prefix.split('/').any(|s| s == ".." || s == ".") {
-            return Err(ConfigError::new(
-                "origin.s3.prefix",
-                "must be a relative key prefix without '.' or '..' segments",
-            ));
-        }
-        if self.max_attempts == 0 || self.max_attempts > 10 {
-            return Err(ConfigError::new(
-                "origin.maxAttempts",
-                "must be within 1..=10",
-            ));
-        }
-        for (name, d) in [
-            ("connect", self.timeouts.connect),
-            ("firstByte", self.timeouts.first_byte),
-            ("total", self.timeouts.total),
-            (
-                "idle",
-                self.timeouts.idle.unwrap_or(self.timeouts.first_byte),
-            ),
-        ] {
-            if d.is_zero() {
-                return Err(ConfigError::new(
-                    format!("origin.timeouts.{name}"),
-                    "must be greater than zero",
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// S3 bucket naming rules, relaxed to allow `_` which S3-compatible servers accept.
-pub fn is_valid_bucket_name(name: &str) -> bool {
-    (3..=63).contains(&name.len())
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
-        })
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
 impl CacheConfig {
@@ -950,15 +790,15 @@ customErrorResponses:
             ),
             (
                 "origin.s3.bucket",
-                Box::new(|c| c.origin.s3.bucket = "A".into()),
+                Box::new(|c| c.origin.s3_mut().bucket = "A".into()),
             ),
             (
                 "origin.s3.endpoint",
-                Box::new(|c| c.origin.s3.endpoint = Some("minio:9000".into())),
+                Box::new(|c| c.origin.s3_mut().endpoint = Some("minio:9000".into())),
             ),
             (
                 "origin.s3.prefix",
-                Box::new(|c| c.origin.s3.prefix = "../x".into()),
+                Box::new(|c| c.origin.s3_mut().prefix = "../x".into()),
             ),
             (
                 "origin.maxAttempts",

@@ -11,7 +11,6 @@ use anyhow::Context;
 use clap::Parser;
 use kubefront_edge::cache::Store;
 use kubefront_edge::config::EdgeConfig;
-use kubefront_edge::origin::s3::S3Origin;
 use kubefront_edge::origin::OriginClient;
 use kubefront_edge::server::{self, admin, reload, Edge, Generation, Settings};
 use tokio::net::TcpListener;
@@ -142,9 +141,11 @@ async fn run(cfg: EdgeConfig, args: RunArgs, file_text: Option<String>) -> anyho
         listeners.push(server::listen::ViewerListener::Tls { listener, tls });
     }
     let grace = cfg.server.shutdown_grace.as_duration();
-    let origin: Arc<dyn OriginClient> = Arc::new(S3Origin::new(&cfg.origin).await);
+    let origin: Arc<dyn OriginClient> = kubefront_edge::origin::build(&cfg.origin)
+        .await
+        .context("cannot set up the origin")?;
     let store = Store::new(cfg.cache.memory.0);
-    let bucket = cfg.origin.s3.bucket.clone();
+    let origin_name = cfg.origin.describe();
     let edge = Arc::new(Edge::new(
         Generation::new(Settings::new(cfg), origin, store),
         args.admin_token.clone(),
@@ -156,11 +157,11 @@ async fn run(cfg: EdgeConfig, args: RunArgs, file_text: Option<String>) -> anyho
     };
     match https_addr {
         Some(https) => tracing::info!(
-            "listening viewer={viewer_addr} https={https} admin={} bucket={bucket}",
+            "listening viewer={viewer_addr} https={https} admin={} origin={origin_name}",
             admin_listener.local_addr()?
         ),
         None => tracing::info!(
-            "listening viewer={viewer_addr} admin={} bucket={bucket}",
+            "listening viewer={viewer_addr} admin={} origin={origin_name}",
             admin_listener.local_addr()?
         ),
     }

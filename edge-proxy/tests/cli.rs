@@ -30,8 +30,8 @@ fn stderr(o: &Output) -> String {
 
 fn valid_config() -> EdgeConfig {
     let mut c = EdgeConfig::for_bucket("assets");
-    c.origin.s3.endpoint = Some("http://127.0.0.1:9000".into());
-    c.origin.s3.force_path_style = true;
+    c.origin.s3_mut().endpoint = Some("http://127.0.0.1:9000".into());
+    c.origin.s3_mut().force_path_style = true;
     c.default_root_object = Some("index.html".into());
     c
 }
@@ -49,7 +49,7 @@ fn check_config_accepts_a_valid_file() {
 fn check_config_rejects_bad_files_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let mut bad_bucket = valid_config();
-    bad_bucket.origin.s3.bucket = "Not_A_Bucket".into();
+    bad_bucket.origin.s3_mut().bucket = "Not_A_Bucket".into();
     let mut bad_ttl = valid_config();
     bad_ttl.cache.min_ttl = kubefront_edge::config::Dur::secs(100);
     bad_ttl.cache.max_ttl = kubefront_edge::config::Dur::secs(10);

@@ -104,10 +104,10 @@ pub fn edge_config(spec: &DistributionSpec, keys: &KeySecrets) -> Result<EdgeCon
     let s3 = &spec.origin.s3;
     let c = &spec.cache;
     let mut cfg = EdgeConfig::for_bucket(s3.bucket.clone());
-    cfg.origin.s3.region = s3.region.clone();
-    cfg.origin.s3.endpoint = s3.endpoint.clone();
-    cfg.origin.s3.force_path_style = s3.force_path_style;
-    cfg.origin.s3.prefix = s3.prefix.clone();
+    cfg.origin.s3_mut().region = s3.region.clone();
+    cfg.origin.s3_mut().endpoint = s3.endpoint.clone();
+    cfg.origin.s3_mut().force_path_style = s3.force_path_style;
+    cfg.origin.s3_mut().prefix = s3.prefix.clone();
     cfg.default_root_object = spec.default_root_object.clone();
     cfg.cache.memory = parse_size("spec.cache.memory", &c.memory)?;
     cfg.cache.max_object_size = parse_size("spec.cache.maxObjectSize", &c.max_object_size)?;

@@ -363,7 +363,10 @@ async fn operator_end_to_end() {
         let edge = EdgeConfig::from_yaml(&cm.data.as_ref().expect("data")["edge.yaml"])
             .expect("edge config");
         edge.validate().expect("valid edge config");
-        assert_eq!(edge.origin.s3.bucket, "assets");
+        assert_eq!(
+            edge.origin.s3.as_ref().map(|s| s.bucket.as_str()),
+            Some("assets")
+        );
         let dep = Api::<Deployment>::namespaced(client.clone(), namespace)
             .get(&name)
             .await

@@ -7,6 +7,7 @@
 
 pub mod edge;
 pub mod error;
+pub mod http_origin;
 pub mod metrics;
 pub mod origin;
 pub mod process;
@@ -15,6 +16,7 @@ pub mod scenario;
 
 pub use edge::{Edge, EdgeOptions};
 pub use error::HarnessError;
+pub use http_origin::{HttpOrigin, Route};
 pub use metrics::Metrics;
 pub use origin::{Bucket, Credentials, ObjectMeta, S3Server};
 pub use relay::{CountingRelay, OriginRequest};

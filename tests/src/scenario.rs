@@ -97,10 +97,10 @@ pub struct Scenario {
 /// finish quickly, one retry.
 pub fn base_config(bucket: &Bucket, relay: &CountingRelay) -> EdgeConfig {
     let mut cfg = EdgeConfig::for_bucket(bucket.name.clone());
-    cfg.origin.s3.endpoint = Some(relay.url());
-    cfg.origin.s3.force_path_style = true;
-    cfg.origin.s3.region = "us-east-1".into();
-    cfg.origin.s3.prefix = bucket.prefix.clone();
+    cfg.origin.s3_mut().endpoint = Some(relay.url());
+    cfg.origin.s3_mut().force_path_style = true;
+    cfg.origin.s3_mut().region = "us-east-1".into();
+    cfg.origin.s3_mut().prefix = bucket.prefix.clone();
     cfg.origin.timeouts.connect = Dur::secs(2);
     cfg.origin.timeouts.first_byte = Dur::secs(5);
     cfg.origin.timeouts.total = Dur::secs(60);

@@ -103,6 +103,23 @@ pub fn key_path(key: &str) -> &str {
     }
 }
 
+/// The query string a key holds (filtered by the key policy and sorted): what an HTTP origin
+/// is sent, so the origin never sees a value that does not also pick the cache entry.
+pub fn key_query(key: &str) -> Option<&str> {
+    let object = key.split(SLICE_SEP).next().unwrap_or(key);
+    let (_, rest) = object.split_once(QUERY_SEP)?;
+    Some(rest.split(HEADER_SEP).next().unwrap_or(rest))
+}
+
+/// The request headers a key holds, as `(lower-case name, value)`, forwarded to HTTP origins.
+pub fn key_headers(key: &str) -> impl Iterator<Item = (&str, &str)> {
+    let object = key.split(SLICE_SEP).next().unwrap_or(key);
+    object
+        .split(HEADER_SEP)
+        .skip(1)
+        .filter_map(|h| h.split_once(':'))
+}
+
 /// The key of slice `index` of the object stored under `key`; invalidating the object's path
 /// drops its slices too.
 pub fn slice_key(key: &str, index: u64) -> String {
@@ -173,6 +190,26 @@ mod tests {
             p.key("/a".into(), Some("a=2"), no_headers)
         );
         assert!(p.varies());
+    }
+
+    #[test]
+    fn the_forwarded_query_and_headers_are_read_back_from_the_key() {
+        let p = policy(
+            QueryStrings::Allow(vec!["v".into()]),
+            &["Accept-Language", "X-Device"],
+        );
+        let lang = |n: &str| (n == "accept-language").then_some(&b"de"[..]);
+        let key = p.key("/a".into(), Some("utm=1&v=3"), lang);
+        assert_eq!(key_query(&key), Some("v=3"));
+        assert_eq!(
+            key_headers(&key).collect::<Vec<_>>(),
+            [("accept-language", "de")]
+        );
+        let slice = slice_key(&key, 4);
+        assert_eq!(key_query(&slice), Some("v=3"));
+        assert_eq!(key_headers(&slice).count(), 1);
+        assert_eq!(key_query("/a"), None);
+        assert_eq!(key_headers("/a").count(), 0);
     }
 
     #[test]

@@ -1,16 +1,20 @@
 //! Where misses are fetched from. `OriginClient` is the seam: `s3` talks SigV4 to a private
-//! bucket; a parent-cache (`http`) origin can implement the same trait later.
+//! bucket, `http` to any HTTP(S) server (or a shield edge), `failover` puts a secondary behind
+//! either; [`build`] turns the config into one of them.
 
 pub mod classify;
+pub mod failover;
+pub mod http;
 pub mod retry;
 pub mod s3;
 
 use std::pin::Pin;
+use std::sync::Arc;
 
+use ::http::{HeaderValue, StatusCode};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::Stream;
-use http::{HeaderValue, StatusCode};
 
 /// A streamed origin body; errors mean the body was cut short.
 pub type OriginBody = Pin<Box<dyn Stream<Item = Result<Bytes, OriginError>> + Send>>;
@@ -32,6 +36,10 @@ pub struct OriginRequest {
     pub if_match: Option<HeaderValue>,
     /// `If-Unmodified-Since` (an `If-Range` with a date, forwarded with `range`).
     pub if_unmodified_since: Option<HeaderValue>,
+    /// The query string the cache key holds (HTTP origins; S3 objects have none).
+    pub query: Option<String>,
+    /// The request headers the cache key holds (HTTP origins).
+    pub headers: Vec<(::http::HeaderName, HeaderValue)>,
 }
 
 impl OriginRequest {
@@ -84,9 +92,9 @@ pub struct ObjectMeta {
 impl ObjectMeta {
     /// The representation headers as a map, for the cache's allowlist
     /// (`cache::headers::replayed`) to filter: the one conversion from S3's fields.
-    pub fn headers(&self) -> http::HeaderMap {
-        use http::header;
-        let mut h = http::HeaderMap::with_capacity(10);
+    pub fn headers(&self) -> ::http::HeaderMap {
+        use ::http::header;
+        let mut h = ::http::HeaderMap::with_capacity(10);
         for (name, v) in [
             (header::CONTENT_TYPE, &self.content_type),
             (header::ETAG, &self.etag),
@@ -214,4 +222,35 @@ pub trait OriginClient: Send + Sync + 'static {
 
     /// A cheap reachability check for readiness.
     fn probe(&self) -> BoxFuture<'_, Result<(), OriginError>>;
+}
+
+/// Why the origin in a config could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Http(#[from] http::SetupError),
+    #[error("origin: give s3 or http")]
+    Missing,
+}
+
+/// The origin a config describes: S3 or HTTP, behind a failover when one is configured.
+pub async fn build(cfg: &crate::config::OriginConfig) -> Result<Arc<dyn OriginClient>, BuildError> {
+    let primary = build_one(cfg).await?;
+    let Some(f) = &cfg.failover else {
+        return Ok(primary);
+    };
+    Ok(Arc::new(failover::FailoverOrigin {
+        primary,
+        secondary: build_one(&f.secondary).await?,
+        status_codes: f.status_codes.clone(),
+        connect_failures: f.connect_failures,
+    }))
+}
+
+async fn build_one(cfg: &crate::config::OriginConfig) -> Result<Arc<dyn OriginClient>, BuildError> {
+    match (&cfg.s3, &cfg.http) {
+        (Some(s3), _) => Ok(Arc::new(s3::S3Origin::new(s3, cfg).await)),
+        (None, Some(h)) => Ok(Arc::new(http::HttpOrigin::new(h, cfg)?)),
+        (None, None) => Err(BuildError::Missing),
+    }
 }

@@ -51,6 +51,15 @@ impl Default for RetryBudget {
     }
 }
 
+/// Up to +50 % of `d`, from the clock's nanoseconds (no RNG dependency).
+pub fn jitter(d: std::time::Duration) -> std::time::Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    d + d.mul_f64(f64::from(nanos % 500) / 1000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,7 +38,7 @@ pub struct S3Origin {
 
 impl S3Origin {
     /// Builds a client; credentials are resolved lazily by the SDK's default chain.
-    pub async fn new(cfg: &OriginConfig) -> S3Origin {
+    pub async fn new(s3: &crate::config::S3Origin, cfg: &OriginConfig) -> S3Origin {
         let t = &cfg.timeouts;
         let attempt_timeout = t.connect.as_duration() + t.first_byte.as_duration();
         let timeouts = TimeoutConfig::builder()
@@ -47,21 +47,21 @@ impl S3Origin {
             .operation_attempt_timeout(attempt_timeout)
             .build();
         let shared = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(cfg.s3.region.clone()))
+            .region(Region::new(s3.region.clone()))
             .timeout_config(timeouts)
             // Retries are ours, under a budget (`get`).
             .retry_config(RetryConfig::disabled())
             .load()
             .await;
         let mut builder =
-            aws_sdk_s3::config::Builder::from(&shared).force_path_style(cfg.s3.force_path_style);
-        if let Some(ep) = &cfg.s3.endpoint {
+            aws_sdk_s3::config::Builder::from(&shared).force_path_style(s3.force_path_style);
+        if let Some(ep) = &s3.endpoint {
             builder = builder.endpoint_url(ep);
         }
         S3Origin {
             client: aws_sdk_s3::Client::from_conf(builder.build()),
-            bucket: cfg.s3.bucket.clone(),
-            prefix: cfg.s3.prefix.clone(),
+            bucket: s3.bucket.clone(),
+            prefix: s3.prefix.clone(),
             attempt_timeout,
             idle_timeout: t.idle(),
             max_attempts: cfg.max_attempts.max(1),
@@ -98,7 +98,7 @@ impl S3Origin {
                         tracing::debug!(error = %e, "retry budget spent; not retrying");
                         return Err(e);
                     }
-                    tokio::time::sleep(jitter(backoff)).await;
+                    tokio::time::sleep(super::retry::jitter(backoff)).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                     attempt += 1;
                 }
@@ -187,15 +187,6 @@ impl S3Origin {
             Ok(Err(e)) => map_error(e),
         }
     }
-}
-
-/// Up to +50 % of `d`, from the clock's nanoseconds (no RNG dependency).
-fn jitter(d: Duration) -> Duration {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|t| t.subsec_nanos())
-        .unwrap_or(0);
-    d + d.mul_f64(f64::from(nanos % 500) / 1000.0)
 }
 
 impl OriginClient for S3Origin {

@@ -121,6 +121,7 @@ pub async fn fill(
     let settings = &generation.settings;
     let path = key_path(key);
     let mut req = OriginRequest::get(path);
+    forward_key(&mut req, key);
     match target {
         Target::Object { first } => {
             if let Some(s) = stale.filter(|e| !e.is_negative()) {
@@ -192,6 +193,20 @@ pub async fn fill(
             }
         },
     }
+}
+
+/// What the cache key holds beyond the path goes to the origin (HTTP origins use it): the
+/// origin never sees a value that does not also pick the entry it answers for.
+pub fn forward_key(req: &mut OriginRequest, key: &str) {
+    req.query = crate::cache::key::key_query(key).map(str::to_owned);
+    req.headers = crate::cache::key::key_headers(key)
+        .filter_map(|(n, v)| {
+            Some((
+                http::HeaderName::from_bytes(n.as_bytes()).ok()?,
+                HeaderValue::from_str(v).ok()?,
+            ))
+        })
+        .collect();
 }
 
 /// The `answered` of a second request within one fetch (the first already reported); a plain

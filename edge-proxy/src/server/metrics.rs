@@ -157,6 +157,11 @@ impl Metrics {
             "Origin fetches by outcome",
             origin_requests.clone(),
         );
+        registry.register(
+            "origin_failovers",
+            "Fetches the primary origin failed and the secondary was asked, by reason and result",
+            crate::origin::failover::FAILOVERS.clone(),
+        );
         let origin_errors = Family::<KindLabels, Counter>::default();
         registry.register(
             "origin_errors",

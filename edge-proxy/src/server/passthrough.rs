@@ -51,15 +51,17 @@ fn if_range_is_etag(v: &HeaderValue) -> bool {
     b.starts_with(b"\"") || b.starts_with(b"W/")
 }
 
-/// Streams `path` from the origin for this viewer request.
+/// Streams the object under `key` from the origin for this viewer request.
 pub async fn forward(
     edge: &Edge,
     generation: &Generation,
-    path: &str,
+    key: &str,
     req: &HeaderMap,
     head: bool,
 ) -> Result<Forwarded, OriginError> {
+    let path = crate::cache::key::key_path(key);
     let mut o = origin_request(path, req, head);
+    super::fill::forward_key(&mut o, key);
     let mut resp = generation.origin.fetch(o.clone()).await;
     if let Ok(r) = &resp {
         if r.status == OriginStatus::PreconditionFailed && o.range.is_some() {

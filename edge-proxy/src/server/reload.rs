@@ -18,7 +18,6 @@ use super::metrics::{HashLabels, ResultLabels};
 use super::{Edge, Generation, Settings};
 use crate::cache::Store;
 use crate::config::EdgeConfig;
-use crate::origin::s3::S3Origin;
 
 /// Turns file contents into the effective config (parse, apply overrides, validate).
 pub type Effective = Arc<dyn Fn(&str) -> Result<EdgeConfig, String> + Send + Sync>;
@@ -131,9 +130,12 @@ pub async fn watch(
             continue;
         }
         last.clone_from(&text);
-        match effective(&text) {
-            Ok(cfg) => {
-                apply(&edge, cfg).await;
+        let applied = match effective(&text) {
+            Ok(cfg) => apply(&edge, cfg).await,
+            Err(e) => Err(e),
+        };
+        match applied {
+            Ok(()) => {
                 record_loaded(&edge, &text);
                 edge.metrics
                     .config_reloads
@@ -153,17 +155,30 @@ pub async fn watch(
 }
 
 /// The origin's identity: what decides whether cached objects still describe it. Timeouts,
-/// retries and addressing style do not.
+/// retries, addressing style and request headers do not.
 fn same_identity(a: &crate::config::OriginConfig, b: &crate::config::OriginConfig) -> bool {
-    a.s3.bucket == b.s3.bucket
-        && a.s3.endpoint == b.s3.endpoint
-        && a.s3.region == b.s3.region
-        && a.s3.prefix == b.s3.prefix
+    fn id(o: &crate::config::OriginConfig) -> String {
+        let primary = match (&o.s3, &o.http) {
+            (Some(s3), _) => format!(
+                "s3 {:?} {} {} {}",
+                s3.endpoint, s3.bucket, s3.region, s3.prefix
+            ),
+            (None, Some(h)) => format!("http {} {:?}", h.url, h.host_header),
+            (None, None) => String::new(),
+        };
+        match &o.failover {
+            Some(f) => format!("{primary} | {}", id(&f.secondary)),
+            None => primary,
+        }
+    }
+    id(a) == id(b)
 }
 
 /// Installs a new config. The origin client is rebuilt when any origin setting changed; the
 /// cache is kept unless the origin's identity changed (a new cache size copies it over).
-pub async fn apply(edge: &Edge, cfg: EdgeConfig) {
+/// A config whose origin cannot be set up (an unreadable secret or CA file) is refused and
+/// nothing changes.
+pub async fn apply(edge: &Edge, cfg: EdgeConfig) -> Result<(), String> {
     let old = edge.current.load_full();
     let old_cfg = &old.settings.config;
     if old_cfg.server != cfg.server {
@@ -175,7 +190,9 @@ pub async fn apply(edge: &Edge, cfg: EdgeConfig) {
     let origin = if same_origin {
         old.origin.clone()
     } else {
-        Arc::new(S3Origin::new(&cfg.origin).await) as Arc<dyn crate::origin::OriginClient>
+        crate::origin::build(&cfg.origin)
+            .await
+            .map_err(|e| e.to_string())?
     };
     let store = match (same_identity, same_size) {
         (true, true) => old.store.clone(),
@@ -201,6 +218,7 @@ pub async fn apply(edge: &Edge, cfg: EdgeConfig) {
         old.store.invalidate_all();
         tracing::info!("config reloaded; origin identity changed, cache flushed");
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -236,16 +254,16 @@ mod tests {
         let mut b = a.clone();
         b.timeouts.total = Dur::secs(1);
         b.max_attempts = 1;
-        b.s3.force_path_style = !a.s3.force_path_style;
+        b.s3_mut().force_path_style = !a.s3.as_ref().is_some_and(|s| s.force_path_style);
         assert!(
             same_identity(&a, &b),
             "timeouts and retries are not identity"
         );
         for change in [
-            |o: &mut crate::config::OriginConfig| o.s3.bucket = "other".into(),
-            |o: &mut crate::config::OriginConfig| o.s3.endpoint = Some("http://x:1".into()),
-            |o: &mut crate::config::OriginConfig| o.s3.region = "eu-west-1".into(),
-            |o: &mut crate::config::OriginConfig| o.s3.prefix = "p/".into(),
+            |o: &mut crate::config::OriginConfig| o.s3_mut().bucket = "other".into(),
+            |o: &mut crate::config::OriginConfig| o.s3_mut().endpoint = Some("http://x:1".into()),
+            |o: &mut crate::config::OriginConfig| o.s3_mut().region = "eu-west-1".into(),
+            |o: &mut crate::config::OriginConfig| o.s3_mut().prefix = "p/".into(),
         ] {
             let mut c = a.clone();
             change(&mut c);

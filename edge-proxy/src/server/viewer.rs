@@ -311,7 +311,7 @@ impl Viewer<'_> {
         if stale.is_none() && (self.head || self.generation.misses.large.contains_key(path)) {
             // HEAD on a miss is an origin HEAD; a known-large object streams through with
             // the viewer's Range and validators forwarded.
-            return self.forward(path, self.head, started).await;
+            return self.forward(self.head, started).await;
         }
         if !stale.as_ref().is_some_and(|s| s.usable_if_error(now)) {
             if let Some(err) = fetch::cached_error(self.generation, self.key) {
@@ -383,7 +383,7 @@ impl Viewer<'_> {
                 self.finish_with(entry, first.clone(), served, origin_time)
                     .await
             }
-            Fetched::Large => self.forward(key_path(self.key), self.head, started).await,
+            Fetched::Large => self.forward(self.head, started).await,
             Fetched::Changed => {
                 let err = OriginError::status(502, "object changed during the fetch");
                 let served = Served::OriginError(502);
@@ -401,24 +401,19 @@ impl Viewer<'_> {
                     ),
                     // Another waiter took the stream, or this viewer wants a range or sent
                     // validators: its own origin request, forwarded.
-                    _ => self.forward(key_path(self.key), self.head, started).await,
+                    _ => self.forward(self.head, started).await,
                 }
             }
         }
     }
 
-    async fn forward(
-        &self,
-        path: &str,
-        head: bool,
-        started: Instant,
-    ) -> (Response<EdgeBody>, Outcome) {
+    async fn forward(&self, head: bool, started: Instant) -> (Response<EdgeBody>, Outcome) {
         let served = if head {
             Served::HeadMiss
         } else {
             Served::TooLarge
         };
-        match passthrough::forward(self.edge, self.generation, path, self.headers, head).await {
+        match passthrough::forward(self.edge, self.generation, self.key, self.headers, head).await {
             Ok(Forwarded::Response(r)) => (
                 r,
                 Outcome {

@@ -468,7 +468,7 @@ async fn missing_objects_are_cached_for_the_negative_ttl() {
 #[tokio::test]
 async fn viewer_paths_map_under_the_origin_prefix_and_cannot_escape_it() {
     let Some(s) = Scenario::start("prefix", |c| {
-        c.origin.s3.prefix = format!("{}site/", c.origin.s3.prefix);
+        c.origin.s3_mut().prefix.push_str("site/");
     })
     .await
     else {

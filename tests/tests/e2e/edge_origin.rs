@@ -385,8 +385,8 @@ async fn a_changed_config_file_is_reloaded_and_keeps_the_cache() {
         .await
         .unwrap();
     let mut cfg2 = cfg.clone();
-    cfg2.origin.s3.bucket = other.name.clone();
-    cfg2.origin.s3.prefix = other.prefix.clone();
+    cfg2.origin.s3_mut().bucket = other.name.clone();
+    cfg2.origin.s3_mut().prefix = other.prefix.clone();
     let applied = reloads(&s.edge.metrics().await.unwrap());
     s.edge.rewrite_config(&cfg2).unwrap();
     wait_for_reloads(&s, applied + 1.0).await;

@@ -6,6 +6,7 @@
 
 mod edge_admin;
 mod edge_cache;
+mod edge_http_origin;
 mod edge_large;
 mod edge_origin;
 mod edge_resilience;

@@ -19,7 +19,7 @@ const PAGE: &str = "inside the origin prefix\n";
 
 fn hostile_config(cfg: &mut kubefront_edge::config::EdgeConfig) {
     // Serve only `<bucket prefix>site/`; a secret sits next to it.
-    cfg.origin.s3.prefix.push_str("site/");
+    cfg.origin.s3_mut().prefix.push_str("site/");
     cfg.security = SecurityConfig {
         limits: ViewerLimits {
             max_url_bytes: 8192,

@@ -1,0 +1,277 @@
+//! The real edge in front of HTTP origins: a scripted origin on raw sockets
+//! (`kubefront_tests::http_origin`) checks what the edge sends (base path, the cache key's query
+//! and nothing else, `Host`, `Via`, a secret custom header read from a file) and what it does
+//! with the answers (cached, ranges from the cache, negative entries, failures that never
+//! replace a cached copy), and a second origin behind `failover` takes over on a listed status
+//! and when the primary refuses connections.
+
+use kubefront_edge::config::{
+    CacheKeyConfig, Dur, EdgeConfig, Failover, OriginConfig, OriginCustomHeader, QueryStrings,
+};
+use kubefront_tests::scenario::http_client;
+use kubefront_tests::{Credentials, Edge, EdgeOptions, HttpOrigin, Route};
+
+/// An edge whose origin is `origin` (short timeouts, one attempt: each origin request in these
+/// tests is counted).
+async fn edge_for(origin: OriginConfig, configure: impl FnOnce(&mut EdgeConfig)) -> Edge {
+    let mut cfg = EdgeConfig::for_bucket("unused");
+    cfg.origin = origin;
+    cfg.origin.timeouts.connect = Dur::secs(2);
+    cfg.origin.timeouts.first_byte = Dur::secs(5);
+    cfg.origin.max_attempts = 1;
+    if let Some(f) = &mut cfg.origin.failover {
+        f.secondary.max_attempts = 1;
+    }
+    cfg.server.shutdown_grace = Dur::secs(2);
+    configure(&mut cfg);
+    Edge::start(EdgeOptions {
+        config: cfg,
+        credentials: Credentials {
+            access_key: "none".into(),
+            secret_key: "none".into(),
+        },
+        admin_token: None,
+        extra_args: Vec::new(),
+        wait_ready: true,
+    })
+    .await
+    .expect("edge starts against an HTTP origin")
+}
+
+struct Got {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Got {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+async fn get(edge: &Edge, path: &str, headers: &[(&str, &str)]) -> Got {
+    let mut req = http_client().get(edge.url(path));
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    let r = req.send().await.expect("edge answers");
+    Got {
+        status: r.status().as_u16(),
+        headers: r.headers().clone(),
+        body: r.text().await.expect("body"),
+    }
+}
+
+#[tokio::test]
+async fn an_http_origin_gets_the_base_path_key_query_host_via_and_secret_and_is_cached() {
+    let origin = HttpOrigin::start().await.expect("origin");
+    origin.route(
+        "/base/a.txt",
+        Route::ok(
+            "hello from http",
+            &[
+                ("Cache-Control", "max-age=300"),
+                ("ETag", "\"v1\""),
+                ("Content-Type", "text/plain"),
+                ("Set-Cookie", "session=origin"),
+                ("X-Internal", "leak"),
+            ],
+        ),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = dir.path().join("origin-secret");
+    std::fs::write(&secret_file, "s3cr3t-value\n").expect("secret file");
+    let mut oc = OriginConfig::http(origin.url("/base/"));
+    if let Some(h) = &mut oc.http {
+        h.host_header = Some("assets.example.com".into());
+    }
+    oc.custom_headers = vec![OriginCustomHeader {
+        name: "X-Origin-Secret".into(),
+        value: None,
+        value_file: Some(secret_file.display().to_string()),
+    }];
+    let edge = edge_for(oc, |c| {
+        c.cache.key = CacheKeyConfig {
+            query_strings: QueryStrings::Allow(vec!["v".into()]),
+            headers: Vec::new(),
+        };
+    })
+    .await;
+
+    let miss = get(&edge, "/a.txt?utm=x&v=1", &[("Cookie", "viewer=1")]).await;
+    assert_eq!(miss.status, 200);
+    assert_eq!(miss.body, "hello from http");
+    assert_eq!(miss.header("x-cache"), "Miss");
+    assert_eq!(miss.header("etag"), "\"v1\"");
+    assert_eq!(miss.header("content-type"), "text/plain");
+    assert_eq!(
+        miss.header("set-cookie"),
+        "",
+        "Set-Cookie is never stored or replayed"
+    );
+    assert_eq!(
+        miss.header("x-internal"),
+        "",
+        "only the allowlist is replayed"
+    );
+    let hit = get(&edge, "/a.txt?v=1&utm=y", &[]).await;
+    assert_eq!(hit.header("x-cache"), "Hit");
+    assert_eq!(hit.body, "hello from http");
+    let range = get(&edge, "/a.txt?v=1", &[("Range", "bytes=6-9")]).await;
+    assert_eq!(range.status, 206);
+    assert_eq!(range.body, "from");
+    assert_eq!(range.header("x-cache"), "Hit");
+
+    let seen = origin.requests("/base/a.txt");
+    assert_eq!(
+        seen.len(),
+        1,
+        "one origin request for miss, hit and range: {seen:?}"
+    );
+    let r = &seen[0];
+    assert_eq!(r.method, "GET");
+    assert_eq!(
+        r.target, "/base/a.txt?v=1",
+        "only the key's query is forwarded"
+    );
+    assert_eq!(r.header("host"), Some("assets.example.com"));
+    assert!(
+        r.header("via").is_some_and(|v| v.contains("kubefront")),
+        "{r:?}"
+    );
+    assert_eq!(r.header("x-origin-secret"), Some("s3cr3t-value"));
+    assert_eq!(r.header("cookie"), None, "viewer cookies are not forwarded");
+    assert!(
+        r.header("range").is_some(),
+        "a miss asks for its first slice"
+    );
+    assert!(
+        !edge.logs().contains("s3cr3t-value"),
+        "the secret never appears in the edge's log"
+    );
+
+    let other = get(&edge, "/a.txt?v=2", &[]).await;
+    assert_eq!(
+        other.header("x-cache"),
+        "Miss",
+        "another key value is another entry"
+    );
+    assert_eq!(origin.requests("/base/a.txt")[1].target, "/base/a.txt?v=2");
+
+    // A 404 is a fact about the object: cached as a negative entry.
+    assert_eq!(get(&edge, "/missing.txt", &[]).await.status, 404);
+    assert_eq!(get(&edge, "/missing.txt", &[]).await.status, 404);
+    assert_eq!(
+        origin.gets("/base/missing.txt"),
+        1,
+        "the second 404 is served from the cache"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_http_origin_never_replaces_the_cached_copy() {
+    let origin = HttpOrigin::start().await.expect("origin");
+    origin.route(
+        "/s.txt",
+        Route::ok("stale but useful", &[("Cache-Control", "max-age=0")]),
+    );
+    let edge = edge_for(OriginConfig::http(origin.url("")), |c| {
+        c.cache.stale_if_error = Dur::secs(3600);
+        c.cache.error_caching_min_ttl = Dur::ZERO;
+    })
+    .await;
+    assert_eq!(get(&edge, "/s.txt", &[]).await.header("x-cache"), "Miss");
+
+    for status in [500, 503, 502] {
+        origin.route(
+            "/s.txt",
+            Route::status(status, &[("Cache-Control", "no-store")]),
+        );
+        let r = get(&edge, "/s.txt", &[]).await;
+        assert_eq!(r.status, 200, "origin {status}: {}", r.body);
+        assert_eq!(r.body, "stale but useful");
+        assert!(
+            r.header("cache-status").contains("stale-if-error"),
+            "{}",
+            r.header("cache-status")
+        );
+    }
+    origin.stop();
+    let r = get(&edge, "/s.txt", &[]).await;
+    assert_eq!(r.body, "stale but useful", "origin refusing connections");
+    let cold = get(&edge, "/never.txt", &[]).await;
+    assert_eq!(cold.status, 502, "{}", cold.body);
+}
+
+#[tokio::test]
+async fn failover_sends_listed_statuses_and_refused_connections_to_the_secondary() {
+    let primary = HttpOrigin::start().await.expect("primary");
+    let secondary = HttpOrigin::start().await.expect("secondary");
+    primary.route(
+        "/p.txt",
+        Route::ok("from primary", &[("Cache-Control", "max-age=300")]),
+    );
+    primary.route("/down.txt", Route::status(503, &[]));
+    primary.route("/teapot.txt", Route::status(500, &[]));
+    for p in ["/down.txt", "/teapot.txt", "/later.txt"] {
+        secondary.route(
+            p,
+            Route::ok("from secondary", &[("Cache-Control", "max-age=300")]),
+        );
+    }
+    let mut oc = OriginConfig::http(primary.url(""));
+    oc.failover = Some(Box::new(Failover {
+        secondary: OriginConfig::http(secondary.url("")),
+        status_codes: vec![503],
+        connect_failures: true,
+    }));
+    let edge = edge_for(oc, |c| c.cache.error_caching_min_ttl = Dur::ZERO).await;
+
+    let p = get(&edge, "/p.txt", &[]).await;
+    assert_eq!(p.body, "from primary");
+    assert_eq!(
+        secondary.requests("/p.txt").len(),
+        0,
+        "a healthy primary answers alone"
+    );
+
+    let d = get(&edge, "/down.txt", &[]).await;
+    assert_eq!((d.status, d.body.as_str()), (200, "from secondary"));
+    assert_eq!(primary.gets("/down.txt"), 1);
+    assert_eq!(secondary.gets("/down.txt"), 1);
+    assert_eq!(get(&edge, "/down.txt", &[]).await.header("x-cache"), "Hit");
+
+    let t = get(&edge, "/teapot.txt", &[]).await;
+    assert_eq!(t.status, 502, "500 is not listed: no failover");
+    assert_eq!(secondary.requests("/teapot.txt").len(), 0);
+
+    primary.stop();
+    let l = get(&edge, "/later.txt", &[]).await;
+    assert_eq!((l.status, l.body.as_str()), (200, "from secondary"));
+    let hit = get(&edge, "/p.txt", &[]).await;
+    assert_eq!(
+        hit.header("x-cache"),
+        "Hit",
+        "cached objects need no origin"
+    );
+
+    let m = edge.metrics().await.expect("metrics");
+    for reason in ["status", "connect"] {
+        let n = m.sum(
+            "kubefront_edge_origin_failovers_total",
+            &[("reason", reason), ("result", "ok")],
+        );
+        assert!(n >= 1.0, "{reason}: {}", m.text);
+    }
+    // The edge stays ready while the secondary answers.
+    let ready = http_client()
+        .get(edge.admin_url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status().as_u16(), 200);
+}

@@ -24,6 +24,8 @@ pub struct Route {
     pub ranges: bool,
     /// Answer a matching `If-None-Match` with 304 (the route's `ETag` header).
     pub conditional: bool,
+    /// Wait this long before answering (to make concurrent viewers collapse).
+    pub delay: std::time::Duration,
 }
 
 impl Route {
@@ -38,7 +40,14 @@ impl Route {
             body: body.into(),
             ranges: true,
             conditional: true,
+            delay: std::time::Duration::ZERO,
         }
+    }
+
+    /// The same route answering after `delay`.
+    pub fn delayed(mut self, delay: std::time::Duration) -> Route {
+        self.delay = delay;
+        self
     }
 
     /// An answer with `status` and a short body, no ranges or conditionals.
@@ -198,6 +207,9 @@ async fn serve(
             st.received.push(req.clone());
             st.routes.get(req.path()).cloned()
         };
+        if let Some(r) = &route {
+            tokio::time::sleep(r.delay).await;
+        }
         let answer = answer(&req, route);
         if write.write_all(&answer).await.is_err() {
             return;

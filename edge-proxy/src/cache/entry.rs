@@ -185,6 +185,23 @@ impl Entry {
         }
     }
 
+    /// An answer other than 200 from an HTTP origin (a redirect, 204, 405…), replayed with its
+    /// status and allowlisted headers; like a negative entry, never served stale or ranged.
+    pub fn status_answer(
+        status: StatusCode,
+        origin_headers: &HeaderMap,
+        body: Bytes,
+        ttl: Duration,
+        now: Instant,
+    ) -> Entry {
+        let mut headers = super::headers::replayed(origin_headers);
+        headers.remove(header::ACCEPT_RANGES);
+        Entry {
+            headers,
+            ..Entry::negative(status, body, HeaderValue::from_static(""), ttl, now)
+        }
+    }
+
     /// The entry after a 304: same body, the 304's validators and freshness merged over the
     /// stored headers.
     pub fn refreshed(

@@ -4,8 +4,9 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// Representation metadata worth replaying.
-pub const REPLAYED: [HeaderName; 8] = [
+/// Representation metadata worth replaying, and the fields an answer other than 200 needs to
+/// mean anything (a redirect's `Location`, a 405's `Allow`, a 401's `WWW-Authenticate`).
+pub const REPLAYED: [HeaderName; 14] = [
     header::CONTENT_TYPE,
     header::ETAG,
     header::LAST_MODIFIED,
@@ -14,6 +15,12 @@ pub const REPLAYED: [HeaderName; 8] = [
     header::CONTENT_ENCODING,
     header::CONTENT_LANGUAGE,
     header::CONTENT_DISPOSITION,
+    header::LOCATION,
+    header::CONTENT_LOCATION,
+    header::ALLOW,
+    header::WWW_AUTHENTICATE,
+    header::RETRY_AFTER,
+    header::LINK,
 ];
 
 /// What a 304 may update on a stored entry (RFC 9111 §4.3.4, limited to the allowlist; the

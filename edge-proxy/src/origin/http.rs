@@ -5,8 +5,9 @@
 //! entry can change the answer stored under it.
 //!
 //! Answers map onto the same statuses as S3's: 200/206/304/412/416 as themselves, 403/404/410 as
-//! facts about the object (negative entries), everything else as a failure that never replaces
-//! a cached copy (`staleIfError` serves it).
+//! facts about the object (negative entries), 5xx and 429 as failures that never replace a
+//! cached copy (`staleIfError` serves it), and any other status (redirects, 204, 400…) as an
+//! answer passed through with its status and stored only where RFC 9111 allows.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -244,12 +245,13 @@ fn classify(status: StatusCode) -> Result<OriginStatus, OriginError> {
         416 => OriginStatus::RangeNotSatisfiable,
         404 | 410 => OriginStatus::NotFound,
         403 => OriginStatus::Forbidden,
-        other => {
+        code if status.is_server_error() || code == 429 || code < 200 => {
             return Err(OriginError::status(
-                other,
+                code,
                 status.canonical_reason().unwrap_or("unexpected status"),
             ))
         }
+        code => OriginStatus::Other(code),
     })
 }
 
@@ -301,7 +303,31 @@ fn meta(h: &HeaderMap) -> ObjectMeta {
             .and_then(|s| s.trim().parse().ok()),
         content_range: get(header::CONTENT_RANGE),
         date: get(header::DATE),
+        other: end_to_end(h),
     }
+}
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1) and the framing the edge sets itself. (`Set-Cookie`
+/// stays: it marks the answer personal, and the replay allowlist never lets it out.)
+const NOT_END_TO_END: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+];
+
+fn end_to_end(h: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(h.len());
+    for (name, v) in h {
+        if !NOT_END_TO_END.contains(&name.as_str()) {
+            out.append(name.clone(), v.clone());
+        }
+    }
+    out
 }
 
 /// The body as a stream that fails when the origin sends nothing for `idle` (the timer runs
@@ -487,7 +513,9 @@ mod tests {
             (500, None),
             (503, None),
             (429, None),
-            (302, None),
+            (302, Some(OriginStatus::Other(302))),
+            (204, Some(OriginStatus::Other(204))),
+            (405, Some(OriginStatus::Other(405))),
         ] {
             let got = classify(StatusCode::from_u16(code).expect("code"));
             assert_eq!(got.as_ref().ok(), want.as_ref(), "{code}");
@@ -497,7 +525,6 @@ mod tests {
         }
         let e = classify(StatusCode::SERVICE_UNAVAILABLE).unwrap_err();
         assert!(e.retryable(), "503 is worth a retry within the budget");
-        assert!(!classify(StatusCode::FOUND).unwrap_err().retryable());
     }
 
     fn origin(url: &str) -> HttpOrigin {

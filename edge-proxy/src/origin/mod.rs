@@ -67,6 +67,10 @@ pub enum OriginStatus {
     NotFound,
     /// A fact about the object: access to it is denied (`AccessDenied`).
     Forbidden,
+    /// Any other answer an HTTP origin meant (a redirect, 204, 400, 401, 405…; never a 5xx or
+    /// 429, which are failures): passed to the viewer with its status, stored only when
+    /// RFC 9111 allows (`server::fill`).
+    Other(u16),
 }
 
 /// Response metadata the cache stores and replays.
@@ -87,6 +91,9 @@ pub struct ObjectMeta {
     pub content_range: Option<HeaderValue>,
     /// The origin's `Date`, when it could be read.
     pub date: Option<HeaderValue>,
+    /// Every other end-to-end header an HTTP origin sent (`Location`, `Allow`…); the cache's
+    /// allowlist decides which are kept. Empty for S3.
+    pub other: ::http::HeaderMap,
 }
 
 impl ObjectMeta {
@@ -107,6 +114,11 @@ impl ObjectMeta {
         ] {
             if let Some(v) = v {
                 h.insert(name, v.clone());
+            }
+        }
+        for (name, v) in &self.other {
+            if !h.contains_key(name) {
+                h.append(name.clone(), v.clone());
             }
         }
         h

@@ -104,6 +104,25 @@ pub struct OriginFreshness {
     pub date: Option<SystemTime>,
 }
 
+impl OriginFreshness {
+    /// Whether the origin gave a freshness lifetime (`s-maxage`, `max-age` or `Expires`).
+    pub fn is_explicit(&self) -> bool {
+        self.expires.is_some()
+            || self
+                .cache_control
+                .as_ref()
+                .is_some_and(|c| c.max_age.is_some() || c.s_maxage.is_some())
+    }
+}
+
+/// Statuses a cache may store without explicit freshness (RFC 9110 §15.1).
+pub fn heuristically_cacheable(status: u16) -> bool {
+    matches!(
+        status,
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
 /// Decides storage and TTL for one origin answer under `policy`.
 pub fn decide(policy: &TtlPolicy, origin: &OriginFreshness, now: SystemTime) -> Decision {
     let cc = origin.cache_control.unwrap_or_default();

@@ -269,7 +269,7 @@ async fn run_fetch(
                         store_checked(edge, generation, key, entry.clone(), epoch).await;
                     }
                     FetchKind::RefreshedDropped => generation.storage().remove(key).await,
-                    FetchKind::NotStored => {}
+                    FetchKind::NotStored | FetchKind::Private => {}
                 },
                 (Fetched::Changed, _) => {
                     tracing::debug!(key, "object changed under its slices");

@@ -35,6 +35,9 @@ pub enum FetchKind {
     Refreshed,
     /// 304 that now says no-store/private: served once, the stored entry is dropped.
     RefreshedDropped,
+    /// Personal (`Set-Cookie`, `Cache-Control: private`): never stored, and only the request
+    /// that started the fetch may have it; collapsed waiters fetch on their own.
+    Private,
 }
 
 /// An origin body too large to cache, handed to whichever request takes it first.
@@ -173,6 +176,12 @@ pub async fn fill(
             count_origin(edge, "slice");
             answer.slice(*index, head, resp.status, resp.meta, resp.body)
         }
+        Target::Object { first } if is_private(&resp.meta) => {
+            let filled = answer
+                .object(stale, resp.status, resp.meta, resp.body)
+                .await;
+            private(filled)
+        }
         Target::Object { first } => match resp.status {
             OriginStatus::RangeNotSatisfiable => {
                 // Beyond the end of a smaller object, or an empty one: ask again from the
@@ -208,6 +217,34 @@ pub fn forward_key(req: &mut OriginRequest, key: &str) {
         })
         .collect();
 }
+
+/// Whether an answer is meant for one viewer only (RFC 9111 §3.5: a shared cache must not
+/// store `private`; a `Set-Cookie` answer is personal too).
+fn is_private(meta: &ObjectMeta) -> bool {
+    meta.other.contains_key(http::header::SET_COOKIE)
+        || meta
+            .cache_control
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| CacheControl::parse(v).private)
+}
+
+/// `filled` made personal: nothing of it is stored and its entry is marked [`FetchKind::Private`].
+fn private(mut filled: Filled) -> Filled {
+    if let Some(p) = &mut filled.pump {
+        p.store = false;
+    }
+    if let Ok(f) = &filled.result {
+        if let Fetched::Entry { entry, .. } = &**f {
+            filled.result = entry_result(entry.clone(), FetchKind::Private, None);
+        }
+    }
+    filled
+}
+
+/// The largest body of an answer other than 200/206 the edge reads (redirect and error pages
+/// are small; anything larger is refused rather than buffered).
+pub const MAX_STATUS_BODY: u64 = 1 << 20;
 
 /// The `answered` of a second request within one fetch (the first already reported); a plain
 /// fn so the recursion instantiates `fill` once.
@@ -327,6 +364,7 @@ impl Answer<'_> {
                 502,
                 "conditional answer to an unconditional fetch",
             ))),
+            OriginStatus::Other(code) => self.other_status(code, meta, body).await,
             OriginStatus::RangeNotSatisfiable => {
                 Filled::from(Err(OriginError::status(502, "416 to a plain GET")))
             }
@@ -528,6 +566,47 @@ impl Answer<'_> {
         entry_result(Arc::new(entry), kind, None).into()
     }
 
+    /// An answer with another status (a redirect, 204, 400…), read whole (they are small; a
+    /// larger one is a failure) and stored when RFC 9111 allows: statuses heuristically
+    /// cacheable by default (RFC 9110 §15.1) under the usual TTL rules, others only with
+    /// explicit freshness from the origin (§3).
+    async fn other_status(&self, code: u16, meta: ObjectMeta, body: Option<OriginBody>) -> Filled {
+        count_origin(self.edge, "other_status");
+        let Ok(status) = StatusCode::from_u16(code) else {
+            return Filled::from(Err(OriginError::status(502, "invalid status code")));
+        };
+        let buf = match body {
+            None => Bytes::new(),
+            Some(body) => {
+                let limit = self.generation.settings.fill_timeout;
+                match tokio::time::timeout(limit, buffer(body, MAX_STATUS_BODY)).await {
+                    Ok(Ok(Buffered::Whole(b))) => b,
+                    Ok(Ok(Buffered::TooLarge(..))) => {
+                        return Filled::from(Err(OriginError::status(
+                            502,
+                            format!("a {code} answer with a body over {MAX_STATUS_BODY} bytes"),
+                        )))
+                    }
+                    Ok(Err(e)) => return Filled::from(Err(e)),
+                    Err(_) => {
+                        return Filled::from(Err(OriginError::Timeout(format!(
+                            "{code} body not received in time"
+                        ))))
+                    }
+                }
+            }
+        };
+        let fresh = origin_freshness(&meta);
+        let storable = freshness::heuristically_cacheable(code) || fresh.is_explicit();
+        let (ttl, kind) = match storable.then(|| self.decide(&fresh)).flatten() {
+            Some(ttl) if !ttl.is_zero() => (ttl, FetchKind::Stored),
+            _ => (Duration::ZERO, FetchKind::NotStored),
+        };
+        let entry = Entry::status_answer(status, &meta.headers(), buf, ttl, self.now)
+            .with_initial_age(self.initial_age);
+        entry_result(Arc::new(entry), kind, None).into()
+    }
+
     /// The TTL to store with, `None` when the answer must not be stored.
     fn decide(&self, fresh: &OriginFreshness) -> Option<Duration> {
         match freshness::decide(self.policy, fresh, SystemTime::now()) {
@@ -594,14 +673,14 @@ impl Pump {
     }
 }
 
-enum Buffered {
+pub enum Buffered {
     Whole(Bytes),
     /// Over the size cap (length undeclared): what was read, and the rest of the stream.
     TooLarge(Bytes, OriginBody),
 }
 
 /// Reads a body of undeclared length whole, up to `max`.
-async fn buffer(mut body: OriginBody, max: u64) -> Result<Buffered, OriginError> {
+pub async fn buffer(mut body: OriginBody, max: u64) -> Result<Buffered, OriginError> {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;

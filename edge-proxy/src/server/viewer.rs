@@ -335,9 +335,24 @@ impl Viewer<'_> {
                     let t = Some(started.elapsed());
                     return self.finish(s, Served::StaleIfError(504), t).await;
                 }
-                fetch::fetch_alone(self.edge, self.generation, self.key, stale.clone(), target)
-                    .await
+                fetch::fetch_alone(
+                    self.edge,
+                    self.generation,
+                    self.key,
+                    stale.clone(),
+                    target.clone(),
+                )
+                .await
             }
+        };
+        let (result, joined) = match result {
+            // A personal answer belongs to the request that started the fetch.
+            Ok(f) if joined && is_private(&f) => (
+                fetch::fetch_alone(self.edge, self.generation, self.key, stale.clone(), target)
+                    .await,
+                false,
+            ),
+            other => (other, joined),
         };
         let origin_time = Some(started.elapsed());
         match result {
@@ -374,7 +389,7 @@ impl Viewer<'_> {
                 let served = match kind {
                     FetchKind::Refreshed => Served::Refreshed { collapsed },
                     FetchKind::RefreshedDropped => Served::RefreshedDropped,
-                    FetchKind::Stored | FetchKind::NotStored => Served::Miss {
+                    FetchKind::Stored | FetchKind::NotStored | FetchKind::Private => Served::Miss {
                         stored: *kind == FetchKind::Stored,
                         collapsed,
                         stale: had_stale,
@@ -611,6 +626,17 @@ impl Viewer<'_> {
             },
         )
     }
+}
+
+/// A fetched answer only its own requester may have.
+fn is_private(f: &Fetched) -> bool {
+    matches!(
+        f,
+        Fetched::Entry {
+            kind: FetchKind::Private,
+            ..
+        }
+    )
 }
 
 #[cfg(test)]

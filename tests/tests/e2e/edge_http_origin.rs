@@ -77,7 +77,6 @@ async fn an_http_origin_gets_the_base_path_key_query_host_via_and_secret_and_is_
                 ("Cache-Control", "max-age=300"),
                 ("ETag", "\"v1\""),
                 ("Content-Type", "text/plain"),
-                ("Set-Cookie", "session=origin"),
                 ("X-Internal", "leak"),
             ],
         ),
@@ -274,4 +273,87 @@ async fn failover_sends_listed_statuses_and_refused_connections_to_the_secondary
         .await
         .expect("readyz");
     assert_eq!(ready.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn other_statuses_pass_through_and_are_stored_only_where_rfc_9111_allows() {
+    let origin = HttpOrigin::start().await.expect("origin");
+    let moved = || Route::status(301, &[("Location", "https://example.com/new")]);
+    origin.route("/moved", moved());
+    origin.route("/found", Route::status(302, &[("Location", "/elsewhere")]));
+    origin.route(
+        "/found-fresh",
+        Route::status(302, &[("Location", "/x"), ("Cache-Control", "max-age=60")]),
+    );
+    origin.route("/empty", Route::status(204, &[]));
+    origin.route("/method", Route::status(405, &[("Allow", "GET, HEAD")]));
+    origin.route("/bad", Route::status(400, &[]));
+    let edge = edge_for(OriginConfig::http(origin.url("")), |_| {}).await;
+
+    for _ in 0..2 {
+        let r = get(&edge, "/moved", &[]).await;
+        assert_eq!(r.status, 301);
+        assert_eq!(r.header("location"), "https://example.com/new");
+        let r = get(&edge, "/found", &[]).await;
+        assert_eq!((r.status, r.header("location")), (302, "/elsewhere"));
+        assert_eq!(get(&edge, "/found-fresh", &[]).await.status, 302);
+        let r = get(&edge, "/empty", &[]).await;
+        assert_eq!((r.status, r.body.as_str()), (204, ""));
+        let r = get(&edge, "/method", &[]).await;
+        assert_eq!((r.status, r.header("allow")), (405, "GET, HEAD"));
+        assert_eq!(get(&edge, "/bad", &[]).await.status, 400);
+    }
+    // Heuristically cacheable (RFC 9110 §15.1): stored under the default TTL.
+    assert_eq!(origin.gets("/moved"), 1);
+    assert_eq!(origin.gets("/empty"), 1);
+    assert_eq!(origin.gets("/method"), 1);
+    // Others only with explicit freshness.
+    assert_eq!(
+        origin.gets("/found"),
+        2,
+        "a 302 without freshness is not stored"
+    );
+    assert_eq!(origin.gets("/found-fresh"), 1, "a 302 with max-age is");
+    assert_eq!(origin.gets("/bad"), 2);
+}
+
+#[tokio::test]
+async fn personal_answers_are_never_stored_nor_handed_to_collapsed_viewers() {
+    let origin = HttpOrigin::start().await.expect("origin");
+    let slow = std::time::Duration::from_secs(2);
+    origin.route(
+        "/me",
+        Route::ok("alice's page", &[("Set-Cookie", "session=alice")]).delayed(slow),
+    );
+    origin.route(
+        "/private",
+        Route::ok("private page", &[("Cache-Control", "private, max-age=600")]),
+    );
+    origin.route(
+        "/shared",
+        Route::ok("everyone's page", &[("Cache-Control", "max-age=600")]).delayed(slow),
+    );
+    let edge = edge_for(OriginConfig::http(origin.url("")), |_| {}).await;
+
+    // Two viewers at once: a shared answer is fetched once, a personal one once per viewer.
+    for (path, want) in [("/shared", 1), ("/me", 2)] {
+        let (a, b) = tokio::join!(get(&edge, path, &[]), get(&edge, path, &[]));
+        assert_eq!((a.status, b.status), (200, 200), "{path}");
+        assert_eq!(
+            a.header("set-cookie"),
+            "",
+            "{path}: Set-Cookie is never replayed"
+        );
+        assert_eq!(origin.gets(path), want, "{path}");
+    }
+    assert_eq!(get(&edge, "/me", &[]).await.header("x-cache"), "Miss");
+    assert_eq!(origin.gets("/me"), 3, "a Set-Cookie answer is never stored");
+    for _ in 0..2 {
+        assert_eq!(get(&edge, "/private", &[]).await.body, "private page");
+    }
+    assert_eq!(
+        origin.gets("/private"),
+        2,
+        "Cache-Control: private is never stored"
+    );
 }

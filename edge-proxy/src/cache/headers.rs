@@ -6,7 +6,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Representation metadata worth replaying, and the fields an answer other than 200 needs to
 /// mean anything (a redirect's `Location`, a 405's `Allow`, a 401's `WWW-Authenticate`).
-pub const REPLAYED: [HeaderName; 14] = [
+pub const REPLAYED: [HeaderName; 15] = [
     header::CONTENT_TYPE,
     header::ETAG,
     header::LAST_MODIFIED,
@@ -21,6 +21,7 @@ pub const REPLAYED: [HeaderName; 14] = [
     header::WWW_AUTHENTICATE,
     header::RETRY_AFTER,
     header::LINK,
+    header::VARY,
 ];
 
 /// What a 304 may update on a stored entry (RFC 9111 §4.3.4, limited to the allowlist; the

@@ -97,6 +97,24 @@ pub struct ObjectMeta {
 }
 
 impl ObjectMeta {
+    /// Forgets a field, wherever it is kept.
+    pub fn remove(&mut self, name: &::http::HeaderName) {
+        use ::http::header;
+        self.other.remove(name);
+        let field = match *name {
+            header::CONTENT_TYPE => &mut self.content_type,
+            header::ETAG => &mut self.etag,
+            header::LAST_MODIFIED => &mut self.last_modified,
+            header::CACHE_CONTROL => &mut self.cache_control,
+            header::EXPIRES => &mut self.expires,
+            header::CONTENT_ENCODING => &mut self.content_encoding,
+            header::CONTENT_LANGUAGE => &mut self.content_language,
+            header::CONTENT_DISPOSITION => &mut self.content_disposition,
+            _ => return,
+        };
+        *field = None;
+    }
+
     /// The representation headers as a map, for the cache's allowlist
     /// (`cache::headers::replayed`) to filter: the one conversion from S3's fields.
     pub fn headers(&self) -> ::http::HeaderMap {

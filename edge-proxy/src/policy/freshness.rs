@@ -59,9 +59,11 @@ impl CacheControl {
             } else if name.eq_ignore_ascii_case("no-store") {
                 cc.no_store = true;
             } else if name.eq_ignore_ascii_case("no-cache") {
-                cc.no_cache = true;
+                // `no-cache="field"` (qualified) only restricts the named fields, which the
+                // cache drops (`qualified_fields`); the answer itself may be stored.
+                cc.no_cache |= arg.is_none();
             } else if name.eq_ignore_ascii_case("private") {
-                cc.private = true;
+                cc.private |= arg.is_none();
             } else if name.eq_ignore_ascii_case("must-revalidate") {
                 cc.must_revalidate = true;
             } else if name.eq_ignore_ascii_case("proxy-revalidate") {
@@ -74,6 +76,55 @@ impl CacheControl {
         }
         cc
     }
+}
+
+/// The field names of qualified `no-cache="…"` and `private="…"` directives (RFC 9111
+/// §5.2.2.4, §5.2.2.7): a shared cache stores the answer without them. Lower case.
+pub fn qualified_fields(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = value;
+    while let Some(i) = find_qualified(rest) {
+        let after = &rest[i..];
+        let Some(open) = after.find('"') else { break };
+        let Some(len) = after[open + 1..].find('"') else {
+            break;
+        };
+        let list = &after[open + 1..open + 1 + len];
+        out.extend(
+            list.split(',')
+                .map(|f| f.trim().to_ascii_lowercase())
+                .filter(|f| !f.is_empty()),
+        );
+        rest = &after[open + 1 + len + 1..];
+    }
+    out
+}
+
+/// Where the next `no-cache="` or `private="` directive starts in `s`.
+fn find_qualified(s: &str) -> Option<usize> {
+    let lower = s.to_ascii_lowercase();
+    ["no-cache", "private"]
+        .iter()
+        .filter_map(|d| {
+            lower.match_indices(d).find_map(|(i, _)| {
+                let tail = lower[i + d.len()..].trim_start();
+                tail.strip_prefix('=')
+                    .is_some_and(|t| t.trim_start().starts_with('"'))
+                    .then_some(i)
+            })
+        })
+        .min()
+}
+
+/// RFC 9111 §4.2.2's heuristic: a tenth of the time since `Last-Modified`, for answers with no
+/// explicit freshness (HTTP origins; bounded by the policy's default TTL by the caller).
+pub fn heuristic_lifetime(origin: &OriginFreshness, now: SystemTime) -> Option<Duration> {
+    if origin.is_explicit() {
+        return None;
+    }
+    let lm = origin.last_modified?;
+    let age = origin.date.unwrap_or(now).duration_since(lm).ok()?;
+    Some(age / 10)
 }
 
 /// Delta-seconds; values beyond 2^31 are capped as RFC 9111 §1.2.2 allows.
@@ -102,6 +153,8 @@ pub struct OriginFreshness {
     pub expires: Option<SystemTime>,
     /// The origin's `Date`; `now` is used when absent.
     pub date: Option<SystemTime>,
+    /// `Last-Modified`, for heuristic freshness.
+    pub last_modified: Option<SystemTime>,
 }
 
 impl OriginFreshness {
@@ -334,7 +387,8 @@ mod tests {
         let c = CacheControl::parse(r#"public, max-age=60, S-MAXAGE="120", no-cache, private="x""#);
         assert_eq!(c.max_age, Some(60));
         assert_eq!(c.s_maxage, Some(120));
-        assert!(c.no_cache && c.private && !c.no_store);
+        // `private="x"` names a field (RFC 9111 §5.2.2.7); the answer itself is shareable.
+        assert!(c.no_cache && !c.private && !c.no_store);
         assert!(CacheControl::parse("no-store").no_store);
         assert_eq!(CacheControl::parse("max-age=abc").max_age, Some(0));
         assert_eq!(CacheControl::parse("max-age").max_age, Some(0));
@@ -374,6 +428,7 @@ mod tests {
             cache_control: None,
             expires: Some(now() + Duration::from_secs(100)),
             date: Some(now() + Duration::from_secs(40)),
+            last_modified: None,
         };
         assert_eq!(decide(&p, &o, now()), store(60));
         // Expires in the past (or garbage) is already expired, not "default".
@@ -551,6 +606,39 @@ mod tests {
         assert_eq!(
             pp.for_path("/static/a.png").min,
             cache.min_ttl.as_duration()
+        );
+    }
+
+    #[test]
+    fn qualified_no_cache_and_private_only_name_fields() {
+        let cc = CacheControl::parse(r#"no-cache="Set-Cookie, X-A", private="x-b", max-age=60"#);
+        assert!(!cc.no_cache && !cc.private);
+        assert_eq!(cc.max_age, Some(60));
+        assert_eq!(
+            qualified_fields(r#"no-cache="Set-Cookie, X-A", private="x-b", max-age=60"#),
+            ["set-cookie", "x-a", "x-b"]
+        );
+        let plain = CacheControl::parse("no-cache, private");
+        assert!(plain.no_cache && plain.private);
+        assert!(qualified_fields("no-cache, private").is_empty());
+    }
+
+    #[test]
+    fn the_heuristic_is_a_tenth_of_the_age_and_never_overrides_explicit_freshness() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut f = OriginFreshness {
+            last_modified: Some(now - Duration::from_secs(1000)),
+            ..OriginFreshness::default()
+        };
+        assert_eq!(heuristic_lifetime(&f, now), Some(Duration::from_secs(100)));
+        f.expires = Some(now);
+        assert_eq!(heuristic_lifetime(&f, now), None);
+        f.expires = None;
+        f.last_modified = Some(now + Duration::from_secs(5));
+        assert_eq!(
+            heuristic_lifetime(&f, now),
+            None,
+            "a future Last-Modified gives nothing"
         );
     }
 }

@@ -163,6 +163,8 @@ pub async fn fill(
     };
     edge.mark_ready();
     edge.health.success();
+    let mut resp = resp;
+    strip_qualified(&mut resp.meta);
     let answer = Answer {
         edge,
         generation,
@@ -218,15 +220,16 @@ pub fn forward_key(req: &mut OriginRequest, key: &str) {
         .collect();
 }
 
-/// Whether an answer is meant for one viewer only (RFC 9111 §3.5: a shared cache must not
-/// store `private`; a `Set-Cookie` answer is personal too).
+/// Whether an answer is meant for one request only: RFC 9111 §3.5 (a shared cache must not
+/// store `private`), a `Set-Cookie` answer (personal), and `Vary: *` (§4.1: never a match).
 fn is_private(meta: &ObjectMeta) -> bool {
     meta.other.contains_key(http::header::SET_COOKIE)
-        || meta
-            .cache_control
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| CacheControl::parse(v).private)
+        || directives(meta).is_some_and(|c| c.private)
+        || meta.other.get_all(http::header::VARY).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|f| f.trim_ascii() == b"*")
+        })
 }
 
 /// `filled` made personal: nothing of it is stored and its entry is marked [`FetchKind::Private`].
@@ -607,9 +610,16 @@ impl Answer<'_> {
         entry_result(Arc::new(entry), kind, None).into()
     }
 
-    /// The TTL to store with, `None` when the answer must not be stored.
+    /// The TTL to store with, `None` when the answer must not be stored. HTTP origins get
+    /// RFC 9111's heuristic (a tenth of the time since `Last-Modified`) when they give no
+    /// freshness, bounded by the default TTL; S3 objects the default TTL, as CloudFront does.
     fn decide(&self, fresh: &OriginFreshness) -> Option<Duration> {
-        match freshness::decide(self.policy, fresh, SystemTime::now()) {
+        let now = SystemTime::now();
+        match freshness::decide(self.policy, fresh, now) {
+            Decision::Store { ttl } if self.generation.settings.heuristic_freshness => Some(
+                freshness::heuristic_lifetime(fresh, now)
+                    .map_or(ttl, |h| h.clamp(self.policy.min, ttl.max(self.policy.min))),
+            ),
             Decision::Store { ttl } => Some(ttl),
             Decision::Bypass => None,
         }
@@ -732,23 +742,56 @@ fn count_origin_error(edge: &Edge, kind: &'static str) {
         .inc();
 }
 
+/// The field this cache takes freshness from: `Kubefront-CDN-Cache-Control`, else
+/// `CDN-Cache-Control` (RFC 9213: a targeted field replaces `Cache-Control` and `Expires` for
+/// the caches it targets, so an origin can say `private` to browsers and `max-age=600` to
+/// the CDN), else `Cache-Control`.
+fn targeted(meta: &ObjectMeta) -> Option<&HeaderValue> {
+    meta.other
+        .get("kubefront-cdn-cache-control")
+        .or_else(|| meta.other.get("cdn-cache-control"))
+}
+
+/// The effective cache directives of an answer (targeted field first).
+fn directives(meta: &ObjectMeta) -> Option<CacheControl> {
+    targeted(meta)
+        .or(meta.cache_control.as_ref())
+        .and_then(|v| v.to_str().ok())
+        .map(CacheControl::parse)
+}
+
 /// Freshness inputs from origin metadata.
 pub fn origin_freshness(meta: &ObjectMeta) -> OriginFreshness {
-    OriginFreshness {
-        cache_control: meta
-            .cache_control
-            .as_ref()
+    let date = |v: &Option<HeaderValue>| {
+        v.as_ref()
             .and_then(|v| v.to_str().ok())
-            .map(CacheControl::parse),
-        expires: meta.expires.as_ref().map(|v| {
+            .and_then(|s| httpdate::parse_http_date(s).ok())
+    };
+    let expires = match targeted(meta) {
+        Some(_) => None,
+        None => meta.expires.as_ref().map(|v| {
             v.to_str()
                 .map_or(SystemTime::UNIX_EPOCH, freshness::parse_expires)
         }),
-        date: meta
-            .date
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| httpdate::parse_http_date(s).ok()),
+    };
+    OriginFreshness {
+        cache_control: directives(meta),
+        expires,
+        date: date(&meta.date),
+        last_modified: date(&meta.last_modified),
+    }
+}
+
+/// Drops the fields qualified `no-cache="…"` / `private="…"` directives name: the rest of the
+/// answer may be stored and shared, those fields may not (RFC 9111 §5.2.2.4, §5.2.2.7).
+fn strip_qualified(meta: &mut ObjectMeta) {
+    let Some(cc) = meta.cache_control.as_ref().and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    for name in freshness::qualified_fields(cc) {
+        if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
+            meta.remove(&name);
+        }
     }
 }
 

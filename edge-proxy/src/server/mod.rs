@@ -35,6 +35,9 @@ use crate::policy::protocol::ProtocolPolicies;
 /// The config compiled into what the request path needs.
 pub struct Settings {
     pub config: EdgeConfig,
+    /// Answers without explicit freshness get RFC 9111's `Last-Modified` heuristic (HTTP
+    /// origins) instead of the default TTL.
+    pub heuristic_freshness: bool,
     pub key_policy: KeyPolicy,
     pub ttl: PathPolicies,
     pub windows: StaleWindows,
@@ -70,6 +73,7 @@ impl Settings {
         let attempts = config.origin.max_attempts.max(1);
         let per_attempt = t.connect.as_duration() + t.first_byte.as_duration();
         Settings {
+            heuristic_freshness: config.origin.http.is_some(),
             key_policy: KeyPolicy::new(&cache.key),
             ttl: PathPolicies::new(cache, &config.behaviors),
             protocol: ProtocolPolicies::new(config.viewer_protocol_policy, &config.behaviors),

@@ -357,3 +357,142 @@ async fn personal_answers_are_never_stored_nor_handed_to_collapsed_viewers() {
         "Cache-Control: private is never stored"
     );
 }
+
+/// `ttl=N` of the `Cache-Status` a hit carries.
+fn ttl_of(g: &Got) -> i64 {
+    g.header("cache-status")
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("ttl="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no ttl in {:?}", g.header("cache-status")))
+}
+
+#[tokio::test]
+async fn freshness_follows_rfc_9111_and_the_targeted_cdn_cache_control_fields() {
+    let origin = HttpOrigin::start().await.expect("origin");
+    let now = std::time::SystemTime::now();
+    let http_date = |t: std::time::SystemTime| httpdate::fmt_http_date(t);
+    let date = http_date(now);
+    let lm_100s = http_date(now - std::time::Duration::from_secs(100));
+    // (path, response headers, origin GETs for two viewer GETs)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, usize);
+    let cases: Vec<Case> = vec![
+        // Vary: * never matches a later request.
+        (
+            "/vary-star",
+            vec![
+                ("Vary", "*".into()),
+                ("Cache-Control", "max-age=600".into()),
+            ],
+            2,
+        ),
+        // Qualified no-cache / private restrict fields, not the answer.
+        (
+            "/nc-field",
+            vec![(
+                "Cache-Control",
+                "no-cache=\"Set-Cookie\", max-age=600".into(),
+            )],
+            1,
+        ),
+        ("/nc", vec![("Cache-Control", "no-cache".into())], 2),
+        // The targeted field wins over Cache-Control (RFC 9213), ours over the generic one.
+        (
+            "/cdn",
+            vec![
+                ("Cache-Control", "private, no-store".into()),
+                ("CDN-Cache-Control", "max-age=600".into()),
+            ],
+            1,
+        ),
+        (
+            "/ours",
+            vec![
+                ("CDN-Cache-Control", "max-age=600".into()),
+                ("Kubefront-CDN-Cache-Control", "no-store".into()),
+            ],
+            2,
+        ),
+        // An invalid Expires means already expired: stored stale, revalidated next time.
+        (
+            "/bad-expires",
+            vec![("Expires", "not a date".into()), ("ETag", "\"e\"".into())],
+            2,
+        ),
+    ];
+    for (path, headers, _) in &cases {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        origin.route(path, Route::ok(format!("body of {path}"), &h));
+    }
+    origin.route(
+        "/heuristic",
+        Route::ok("lm only", &[("Last-Modified", &lm_100s), ("Date", &date)]),
+    );
+    origin.route(
+        "/aged",
+        Route::ok(
+            "from a parent",
+            &[("Cache-Control", "max-age=300"), ("Age", "100")],
+        ),
+    );
+    origin.route(
+        "/private-field",
+        Route::ok(
+            "fields",
+            &[
+                ("Cache-Control", "private=\"Content-Language\", max-age=600"),
+                ("Content-Language", "de"),
+            ],
+        ),
+    );
+    let edge = edge_for(OriginConfig::http(origin.url("")), |c| {
+        c.cache.default_ttl = Dur::secs(86_400);
+    })
+    .await;
+
+    for (path, _, want) in &cases {
+        for _ in 0..2 {
+            let g = get(&edge, path, &[]).await;
+            assert_eq!(g.status, 200, "{path}");
+            assert_eq!(g.header("kubefront-cdn-cache-control"), "", "{path}");
+        }
+        assert_eq!(
+            origin.gets(path),
+            *want,
+            "{path}: origin GETs for two viewer GETs"
+        );
+    }
+    let revalidated = origin.requests("/bad-expires");
+    assert_eq!(revalidated[1].header("if-none-match"), Some("\"e\""));
+
+    // Heuristic: a tenth of 100 s since Last-Modified, not the 24 h default TTL.
+    get(&edge, "/heuristic", &[]).await;
+    let hit = get(&edge, "/heuristic", &[]).await;
+    assert_eq!(hit.header("x-cache"), "Hit");
+    let ttl = ttl_of(&hit);
+    assert!((0..=10).contains(&ttl), "heuristic ttl {ttl}");
+
+    // The parent's Age counts against max-age and accumulates.
+    get(&edge, "/aged", &[]).await;
+    let hit = get(&edge, "/aged", &[]).await;
+    let ttl = ttl_of(&hit);
+    assert!(
+        (150..=200).contains(&ttl),
+        "ttl {ttl} after Age: 100 of max-age=300"
+    );
+    let age: i64 = hit.header("age").parse().expect("Age on a hit");
+    assert!(age >= 100, "age {age}");
+
+    let p = get(&edge, "/private-field", &[]).await;
+    assert_eq!(
+        p.header("content-language"),
+        "",
+        "the named field is not shared"
+    );
+    get(&edge, "/private-field", &[]).await;
+    assert_eq!(
+        origin.gets("/private-field"),
+        1,
+        "the rest of the answer is"
+    );
+}

@@ -106,7 +106,9 @@ async fn get(edge: &Arc<Edge>, uri: &str, cookie: Option<&str>) -> usize {
     if let Some(c) = cookie {
         req = req.header("cookie", c);
     }
-    let req = req.body(()).expect("request");
+    let req = req
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
     let resp = viewer::handle(edge.clone(), req).await;
     assert_eq!(resp.status(), 200, "{uri}");
     resp.into_body()

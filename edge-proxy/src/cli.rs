@@ -73,6 +73,11 @@ pub struct RunArgs {
     /// An S3 origin: the private bucket.
     #[arg(long, env = "KUBEFRONT_ORIGIN_BUCKET")]
     pub origin_bucket: Option<String>,
+    /// get-head (default), get-head-options or all: methods beyond GET/HEAD are forwarded to
+    /// an HTTP origin with their bodies, never cached; a successful unsafe one invalidates
+    /// its path (and `Location` / `Content-Location`).
+    #[arg(long, env = "KUBEFRONT_ALLOWED_METHODS")]
+    pub allowed_methods: Option<kubefront_edge::config::AllowedMethods>,
     /// An HTTP origin instead: `http://` or `https://` base URL; the viewer's path (and the
     /// query parameters in the cache key) are appended.
     #[arg(long, env = "KUBEFRONT_ORIGIN_URL")]
@@ -188,6 +193,7 @@ impl RunArgs {
             &self.viewer_protocol_policy,
         );
         self.apply_origin(cfg);
+        set(&mut cfg.allowed_methods, &self.allowed_methods);
         set(
             &mut cfg.origin.timeouts.connect,
             &self.origin_connect_timeout,

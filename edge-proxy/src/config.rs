@@ -52,6 +52,61 @@ pub struct EdgeConfig {
     /// HTTP, HTTPS or both for viewers; behaviors may override it per path.
     #[serde(default, skip_serializing_if = "ViewerProtocolPolicy::is_default")]
     pub viewer_protocol_policy: ViewerProtocolPolicy,
+    /// Which viewer methods are answered (CloudFront's allowed methods); anything beyond GET
+    /// and HEAD is forwarded to an HTTP origin with its body and never cached.
+    #[serde(default, skip_serializing_if = "AllowedMethods::is_default")]
+    pub allowed_methods: AllowedMethods,
+}
+
+/// CloudFront's three choices of allowed methods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllowedMethods {
+    /// GET and HEAD, answered from the cache.
+    #[default]
+    GetHead,
+    /// Also OPTIONS, forwarded.
+    GetHeadOptions,
+    /// Every method: OPTIONS, PUT, POST, PATCH, DELETE and any other token are forwarded.
+    All,
+}
+
+impl FromStr for AllowedMethods {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "get-head" => Ok(AllowedMethods::GetHead),
+            "get-head-options" => Ok(AllowedMethods::GetHeadOptions),
+            "all" => Ok(AllowedMethods::All),
+            other => Err(format!(
+                "{other:?} is not a choice of allowed methods (get-head, get-head-options, all)"
+            )),
+        }
+    }
+}
+
+impl AllowedMethods {
+    fn is_default(&self) -> bool {
+        *self == AllowedMethods::GetHead
+    }
+
+    /// Whether `method` (a token) is answered.
+    pub fn allows(self, method: &str) -> bool {
+        match method {
+            "GET" | "HEAD" => true,
+            "OPTIONS" => self != AllowedMethods::GetHead,
+            _ => self == AllowedMethods::All,
+        }
+    }
+
+    /// The `Allow` header of a 405.
+    pub fn allow_header(self) -> &'static str {
+        match self {
+            AllowedMethods::GetHead => "GET, HEAD",
+            AllowedMethods::GetHeadOptions => "GET, HEAD, OPTIONS",
+            AllowedMethods::All => "GET, HEAD, OPTIONS, PUT, POST, PATCH, DELETE",
+        }
+    }
 }
 
 fn default_version() -> String {
@@ -317,6 +372,7 @@ impl EdgeConfig {
             custom_error_responses: Vec::new(),
             security: SecurityConfig::default(),
             viewer_protocol_policy: ViewerProtocolPolicy::default(),
+            allowed_methods: AllowedMethods::default(),
         }
     }
 
@@ -380,6 +436,12 @@ impl EdgeConfig {
             e.validate(&format!("customErrorResponses[{i}]"))?;
         }
         self.security.validate()?;
+        if !self.allowed_methods.is_default() && self.origin.http.is_none() {
+            return Err(ConfigError::new(
+                "allowedMethods",
+                "methods beyond GET and HEAD need an HTTP origin (origin.http)",
+            ));
+        }
         Ok(())
     }
 }

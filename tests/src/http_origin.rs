@@ -76,6 +76,8 @@ pub struct Received {
     pub target: String,
     /// Names lower-cased, in arrival order.
     pub headers: Vec<(String, String)>,
+    /// The request body (read by `Content-Length`).
+    pub body: Vec<u8>,
 }
 
 impl Received {
@@ -135,9 +137,22 @@ impl HttpOrigin {
         format!("http://{}{base}", self.addr)
     }
 
-    /// Sets what `path` (without query) answers.
+    /// Sets what `path` (without query) answers, to every method without a route of its own.
     pub fn route(&self, path: &str, route: Route) {
         self.lock().routes.insert(path.to_owned(), route);
+    }
+
+    /// Sets what `method` on `path` answers.
+    pub fn route_method(&self, method: &str, path: &str, route: Route) {
+        self.lock().routes.insert(format!("{method} {path}"), route);
+    }
+
+    /// Requests with `method` received for `path`.
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        self.requests(path)
+            .iter()
+            .filter(|r| r.method == method)
+            .count()
     }
 
     /// Every request received so far for `path` (without query).
@@ -192,20 +207,28 @@ async fn serve(
         let Some(req) = head else {
             return;
         };
-        // Request bodies are not part of these scripts; skip a declared one.
+        let mut req = req;
         if let Some(len) = req
             .header("content-length")
             .and_then(|v| v.parse::<u64>().ok())
         {
-            let mut sink = Vec::new();
-            if (&mut read).take(len).read_to_end(&mut sink).await.is_err() {
+            if (&mut read)
+                .take(len)
+                .read_to_end(&mut req.body)
+                .await
+                .is_err()
+            {
                 return;
             }
         }
         let route = {
             let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
             st.received.push(req.clone());
-            st.routes.get(req.path()).cloned()
+            let own = format!("{} {}", req.method, req.path());
+            st.routes
+                .get(&own)
+                .or_else(|| st.routes.get(req.path()))
+                .cloned()
         };
         if let Some(r) = &route {
             tokio::time::sleep(r.delay).await;
@@ -242,6 +265,7 @@ async fn read_head(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Opti
         method,
         target,
         headers,
+        body: Vec::new(),
     })
 }
 

@@ -531,6 +531,23 @@ mod tests {
     }
 
     #[test]
+    fn methods_beyond_get_and_head_need_an_http_origin() {
+        assert_eq!(
+            field_of("origin: {s3: {bucket: abc}}\nallowedMethods: all"),
+            "allowedMethods"
+        );
+        let ok = EdgeConfig::from_yaml(
+            "origin: {http: {url: \"http://a\"}}\nallowedMethods: get-head-options",
+        )
+        .expect("parse");
+        ok.validate().expect("valid");
+        assert!(ok.allowed_methods.allows("OPTIONS") && !ok.allowed_methods.allows("POST"));
+        assert!(
+            EdgeConfig::from_yaml("origin: {s3: {bucket: abc}}\nallowedMethods: some").is_err()
+        );
+    }
+
+    #[test]
     fn failover_names_a_secondary_that_cannot_fail_over_again() {
         let ok = EdgeConfig::from_yaml(
             "origin: {http: {url: \"http://shield:8080\"}, failover: {secondary: {s3: {bucket: assets}}, statusCodes: [500, 503]}}",

@@ -73,6 +73,15 @@ impl OriginClient for FailoverOrigin {
         .boxed()
     }
 
+    /// Methods other than GET/HEAD go to the primary only: a request that may have changed
+    /// something there is never repeated elsewhere.
+    fn forward(
+        &self,
+        req: super::ForwardRequest,
+    ) -> BoxFuture<'_, Result<super::ForwardResponse, OriginError>> {
+        self.primary.forward(req)
+    }
+
     /// Ready when either origin is: the secondary exists to serve while the primary is down.
     fn probe(&self) -> BoxFuture<'_, Result<(), OriginError>> {
         async move {

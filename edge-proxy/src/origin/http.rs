@@ -17,7 +17,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -55,7 +56,13 @@ pub enum SetupError {
     Tls(String),
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+/// Request bodies: empty for the cache's own GETs, the viewer's for forwarded methods.
+type RequestBody = UnsyncBoxBody<Bytes, OriginError>;
+type HttpClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
+
+fn empty() -> RequestBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
 
 /// Fetches from one HTTP(S) base URL.
 pub struct HttpOrigin {
@@ -133,12 +140,12 @@ impl HttpOrigin {
             .map_err(|e| OriginError::Other(format!("origin URI: {e}")))
     }
 
-    fn request(&self, req: &OriginRequest) -> Result<Request<Empty<Bytes>>, OriginError> {
+    fn request(&self, req: &OriginRequest) -> Result<Request<RequestBody>, OriginError> {
         let method = if req.head { Method::HEAD } else { Method::GET };
         let mut r = Request::builder()
             .method(method)
             .uri(self.uri(&req.path, req.query.as_deref())?)
-            .body(Empty::new())
+            .body(empty())
             .map_err(|e| OriginError::Other(format!("origin request: {e}")))?;
         let h = r.headers_mut();
         for (name, value) in &req.headers {
@@ -212,6 +219,46 @@ impl HttpOrigin {
 impl OriginClient for HttpOrigin {
     fn fetch(&self, req: OriginRequest) -> BoxFuture<'_, Result<OriginResponse, OriginError>> {
         self.get(req).boxed()
+    }
+
+    /// The viewer's method, headers and streamed body; one attempt (a method that is not
+    /// idempotent is never retried), the answer whatever its status.
+    fn forward(
+        &self,
+        req: super::ForwardRequest,
+    ) -> BoxFuture<'_, Result<super::ForwardResponse, OriginError>> {
+        async move {
+            let uri = self.uri(&req.path, req.query.as_deref())?;
+            let body = StreamBody::new(futures::StreamExt::map(req.body, |r| {
+                r.map(hyper::body::Frame::data)
+            }))
+            .boxed_unsync();
+            let mut r = Request::builder()
+                .method(req.method)
+                .uri(uri)
+                .body(body)
+                .map_err(|e| OriginError::Other(format!("origin request: {e}")))?;
+            let h = r.headers_mut();
+            *h = req.headers;
+            for (name, value) in &self.custom {
+                h.insert(name.clone(), value.clone());
+            }
+            h.insert(header::HOST, self.host.clone());
+            h.append(header::VIA, HeaderValue::from_static(VIA));
+            let resp =
+                match tokio::time::timeout(self.first_byte_timeout, self.client.request(r)).await {
+                    Err(_) => return Err(OriginError::Timeout("no answer in time".into())),
+                    Ok(Err(e)) => return Err(client_error(&e)),
+                    Ok(Ok(r)) => r,
+                };
+            let (parts, body) = resp.into_parts();
+            Ok(super::ForwardResponse {
+                status: parts.status,
+                headers: end_to_end(&parts.headers),
+                body: body_stream(body, self.idle_timeout),
+            })
+        }
+        .boxed()
     }
 
     /// Reachable when any HTTP answer comes back for the base URL (a 404 there is fine).

@@ -245,10 +245,42 @@ impl OriginError {
     }
 }
 
+/// A viewer request forwarded as it is (a method other than GET/HEAD, with its body): never
+/// cached, never retried.
+pub struct ForwardRequest {
+    pub method: ::http::Method,
+    /// Normalized viewer path.
+    pub path: String,
+    /// The viewer's whole query string: nothing of the answer is stored.
+    pub query: Option<String>,
+    /// The viewer's end-to-end headers (hop-by-hop and `Host` already removed).
+    pub headers: ::http::HeaderMap,
+    pub body: OriginBody,
+}
+
+/// The origin's answer to a forwarded request, whatever its status.
+pub struct ForwardResponse {
+    pub status: StatusCode,
+    /// End-to-end headers (hop-by-hop removed), `Set-Cookie` included: it is for this viewer.
+    pub headers: ::http::HeaderMap,
+    pub body: OriginBody,
+}
+
 /// An origin the edge can fetch misses from.
 pub trait OriginClient: Send + Sync + 'static {
     /// GET (or HEAD) one object, conditionally when validators are given.
     fn fetch(&self, req: OriginRequest) -> BoxFuture<'_, Result<OriginResponse, OriginError>>;
+
+    /// Forwards a viewer request with its method and body (`allowedMethods`); only HTTP
+    /// origins can (the config refuses other methods for S3).
+    fn forward(&self, req: ForwardRequest) -> BoxFuture<'_, Result<ForwardResponse, OriginError>> {
+        drop(req);
+        Box::pin(async {
+            Err(OriginError::Other(
+                "this origin takes only GET and HEAD".into(),
+            ))
+        })
+    }
 
     /// A cheap reachability check for readiness.
     fn probe(&self) -> BoxFuture<'_, Result<(), OriginError>>;

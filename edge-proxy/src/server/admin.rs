@@ -162,15 +162,23 @@ async fn invalidate(State(edge): State<Arc<Edge>>, headers: HeaderMap, body: Byt
             }
         }
     }
+    let applied = matchers.len();
+    invalidate_now(&edge, matchers).await;
+    edge.metrics.invalidations.inc_by(applied as u64);
+    tracing::info!(paths = ?req.paths, "invalidated");
+    json(StatusCode::OK, format!(r#"{{"invalidated":{applied}}}"#))
+}
+
+/// Drops every stored answer `matchers` select (the admin API's, and unsafe methods' RFC 9111
+/// §4.4 invalidations).
+pub async fn invalidate_now(edge: &Edge, mut matchers: Vec<PathMatcher>) {
     // Fetches already in flight must not store what they got from before the invalidation
     // (they re-check the epoch after inserting; see `fetch::store_checked`), and new requests
     // never join them.
     edge.invalidation_epoch.fetch_add(1, Ordering::SeqCst);
     let generation = edge.current.load_full();
-    let root = generation.settings.default_root.clone();
-    let applied = matchers.len();
     // `/` is served from the default root object; invalidating one covers the other.
-    if let Some(root) = &root {
+    if let Some(root) = &generation.settings.default_root {
         if matchers
             .iter()
             .any(|m| matches!(m, PathMatcher::Exact(p) if p == "/"))
@@ -179,9 +187,6 @@ async fn invalidate(State(edge): State<Arc<Edge>>, headers: HeaderMap, body: Byt
         }
     }
     generation.store.invalidate_matching(&matchers).await;
-    edge.metrics.invalidations.inc_by(applied as u64);
-    tracing::info!(paths = ?req.paths, "invalidated");
-    json(StatusCode::OK, format!(r#"{{"invalidated":{applied}}}"#))
 }
 
 fn json(status: StatusCode, body: String) -> Response {

@@ -15,6 +15,8 @@ pub enum Fwd {
     Stale,
     /// The request asked to bypass (or the object is never cached).
     Bypass,
+    /// The request method is never served from cache (RFC 9211 `fwd=method`).
+    Method,
 }
 
 impl Fwd {
@@ -23,6 +25,7 @@ impl Fwd {
             Fwd::Miss => "miss",
             Fwd::Stale => "stale",
             Fwd::Bypass => "bypass",
+            Fwd::Method => "method",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod fill;
 pub mod health;
 pub mod listen;
+pub mod methods;
 pub mod metrics;
 pub mod passthrough;
 pub mod reload;

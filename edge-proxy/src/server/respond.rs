@@ -40,6 +40,8 @@ pub enum Served {
     TooLarge,
     /// HEAD on a miss, answered from an origin HEAD.
     HeadMiss,
+    /// A method other than GET/HEAD, forwarded with its body (`allowedMethods`).
+    Forwarded,
     Rejected,
     OriginError(u16),
     /// A remembered origin failure (error caching); the origin was not asked.
@@ -59,7 +61,7 @@ impl Served {
         }
         match self {
             Served::Hit | Served::StaleWhileRevalidate | Served::StaleIfError(_) => "Hit",
-            Served::Miss { .. } | Served::TooLarge | Served::HeadMiss => "Miss",
+            Served::Miss { .. } | Served::TooLarge | Served::HeadMiss | Served::Forwarded => "Miss",
             Served::Refreshed { .. } | Served::RefreshedDropped => "RefreshHit",
             Served::Rejected
             | Served::OriginError(_)
@@ -73,7 +75,9 @@ impl Served {
         match self {
             Served::Hit => CacheLabel::hit,
             Served::StaleWhileRevalidate | Served::StaleIfError(_) => CacheLabel::stale,
-            Served::Miss { .. } | Served::TooLarge | Served::HeadMiss => CacheLabel::miss,
+            Served::Miss { .. } | Served::TooLarge | Served::HeadMiss | Served::Forwarded => {
+                CacheLabel::miss
+            }
             Served::Refreshed { .. } | Served::RefreshedDropped => CacheLabel::refresh_hit,
             Served::Rejected
             | Served::OriginError(_)
@@ -128,6 +132,7 @@ impl Served {
                 .fwd_status(304)
                 .detail("no-store"),
             Served::TooLarge => CacheStatus::forwarded(Fwd::Miss).detail("too-large"),
+            Served::Forwarded => CacheStatus::forwarded(Fwd::Method),
             Served::HeadMiss => CacheStatus::forwarded(Fwd::Miss).detail("head"),
             Served::Rejected => CacheStatus::default().detail("rejected"),
             Served::OriginError(code) => CacheStatus::forwarded(Fwd::Miss)

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 
 use super::access_log::Line;
@@ -36,16 +37,21 @@ struct Outcome {
 }
 
 /// Handles one viewer request; never fails (errors become responses).
-pub async fn handle<B>(edge: Arc<Edge>, req: Request<B>) -> Response<EdgeBody> {
+pub async fn handle<B>(edge: Arc<Edge>, req: Request<B>) -> Response<EdgeBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Display,
+{
     let started = Instant::now();
-    let (mut resp, outcome) = answer(&edge, &req).await;
+    let (req, body) = req.into_parts();
+    let (mut resp, outcome) = answer(&edge, &req, body).await;
     // Response headers policy (CORS, security headers) on every answer, after the cache.
     edge.current
         .load()
         .settings
         .security
         .headers
-        .apply(req.headers(), resp.headers_mut());
+        .apply(&req.headers, resp.headers_mut());
     let status = resp.status();
     let bytes = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
     edge.metrics
@@ -54,8 +60,8 @@ pub async fn handle<B>(edge: Arc<Edge>, req: Request<B>) -> Response<EdgeBody> {
     edge.metrics.response_bytes.inc_by(bytes);
     if let Some(log) = &edge.access_log {
         log.record(&Line {
-            method: req.method().as_str(),
-            path: req.uri().path(),
+            method: req.method.as_str(),
+            path: req.uri.path(),
             status: status.as_u16(),
             cache: resp
                 .headers()
@@ -70,10 +76,24 @@ pub async fn handle<B>(edge: Arc<Edge>, req: Request<B>) -> Response<EdgeBody> {
     resp
 }
 
-async fn answer<B>(edge: &Arc<Edge>, req: &Request<B>) -> (Response<EdgeBody>, Outcome) {
+async fn answer<B>(edge: &Arc<Edge>, req: &Parts, body: B) -> (Response<EdgeBody>, Outcome)
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Display,
+{
     let generation = edge.current.load_full();
     let (head, key) = match admit(&generation, req) {
-        Ok(a) => a,
+        Ok(Admitted::Cache { head, key }) => (head, key),
+        Ok(Admitted::Forward { path }) => {
+            let started = Instant::now();
+            let peer = viewer_ip(req);
+            let resp = super::methods::forward(edge, &generation, req, body, path, peer).await;
+            let outcome = Outcome {
+                served: Served::Forwarded,
+                origin_time: Some(started.elapsed()),
+            };
+            return (resp, outcome);
+        }
         Err(resp) => {
             return (
                 resp,
@@ -87,7 +107,7 @@ async fn answer<B>(edge: &Arc<Edge>, req: &Request<B>) -> (Response<EdgeBody>, O
     let request = Viewer {
         edge,
         generation: &generation,
-        headers: req.headers(),
+        headers: &req.headers,
         head,
         key: &key,
         restarted: AtomicBool::new(false),
@@ -95,38 +115,54 @@ async fn answer<B>(edge: &Arc<Edge>, req: &Request<B>) -> (Response<EdgeBody>, O
     request.serve().await
 }
 
+/// How an admitted request is answered.
+enum Admitted {
+    /// GET/HEAD: from the cache, under `key`.
+    Cache { head: bool, key: String },
+    /// Another allowed method: forwarded to the origin for the normalized `path`.
+    Forward { path: String },
+}
+
+/// The viewer's address (from the connection).
+fn viewer_ip(req: &Parts) -> std::net::IpAddr {
+    req.extensions
+        .get::<crate::security::ViewerAddr>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.0.ip())
+}
+
 /// Checks a request and derives its cache key; `Err` is the refusal to send (cold path: the
 /// size of the `Err` does not matter).
 #[allow(clippy::result_large_err)]
-fn admit<B>(
-    generation: &Generation,
-    req: &Request<B>,
-) -> Result<(bool, String), Response<EdgeBody>> {
+fn admit(generation: &Generation, req: &Parts) -> Result<Admitted, Response<EdgeBody>> {
     let settings = &generation.settings;
     let security = &settings.security;
-    let head = req.method() == Method::HEAD;
-    if let Err(refusal) = security.check_limits(req.uri(), req.headers()) {
+    let head = req.method == Method::HEAD;
+    if let Err(refusal) = security.check_limits(&req.uri, &req.headers) {
         return Err(plain(refusal.status, refusal.body, head, Served::Rejected));
     }
-    if let Some(preflight) = security.headers.preflight(req.method(), req.headers()) {
+    if let Some(preflight) = security.headers.preflight(&req.method, &req.headers) {
         let mut r = plain(preflight.status, "", false, Served::Rejected);
         r.headers_mut().remove(header::CONTENT_LENGTH);
         r.headers_mut().remove(header::CONTENT_TYPE);
         r.headers_mut().extend(preflight.headers);
         return Err(r);
     }
-    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+    let cacheable = matches!(req.method, Method::GET | Method::HEAD);
+    let allowed = settings.config.allowed_methods;
+    if !cacheable && !allowed.allows(req.method.as_str()) {
         let mut r = plain(
             StatusCode::METHOD_NOT_ALLOWED,
             "405 Method Not Allowed\n",
             false,
             Served::Rejected,
         );
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        r.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static(allowed.allow_header()),
+        );
         return Err(r);
     }
-    if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_LEN {
+    if req.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_LEN {
         return Err(plain(
             StatusCode::URI_TOO_LONG,
             "414 URI Too Long\n",
@@ -134,8 +170,8 @@ fn admit<B>(
             Served::Rejected,
         ));
     }
-    let mut path = normalize_path(req.uri().path()).map_err(|e| {
-        tracing::debug!(path = req.uri().path(), error = %e, "bad request path");
+    let mut path = normalize_path(req.uri.path()).map_err(|e| {
+        tracing::debug!(path = req.uri.path(), error = %e, "bad request path");
         plain(
             StatusCode::BAD_REQUEST,
             "400 Bad Request\n",
@@ -144,40 +180,40 @@ fn admit<B>(
         )
     })?;
     let tls = req
-        .extensions()
+        .extensions
         .get::<crate::security::ViewerTlsConnection>()
         .is_some();
     if let Some(refused) = protocol_refusal(settings, req, tls, &path, head) {
         return Err(refused);
     }
     // Signed URLs / cookies: checked before the cache; signing parameters never reach the key.
-    let peer = req
-        .extensions()
-        .get::<crate::security::ViewerAddr>()
-        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.0.ip());
+    let peer = viewer_ip(req);
     let authorized = security
-        .authorize(req.uri(), req.headers(), &path, peer, tls)
+        .authorize(&req.uri, &req.headers, &path, peer, tls)
         .map_err(|refusal| plain(refusal.status, refusal.body, head, Served::Rejected))?;
     let query = authorized
         .stripped_uri
         .as_ref()
-        .map_or(req.uri().query(), |u| u.query());
+        .map_or(req.uri.query(), |u| u.query());
+    if !cacheable {
+        return Ok(Admitted::Forward { path });
+    }
     if path == "/" {
         if let Some(root) = &settings.default_root {
             path.clone_from(root);
         }
     }
-    let headers = req.headers();
+    let headers = &req.headers;
     let key = settings
         .key_policy
         .key(path, query, |name| headers.get(name).map(|v| v.as_bytes()));
-    Ok((head, key))
+    Ok(Admitted::Cache { head, key })
 }
 
 /// The viewer protocol policy's answer to a viewer on plain HTTP, if it is not "serve".
-fn protocol_refusal<B>(
+fn protocol_refusal(
     settings: &super::Settings,
-    req: &Request<B>,
+    req: &Parts,
     tls: bool,
     path: &str,
     head: bool,
@@ -185,14 +221,14 @@ fn protocol_refusal<B>(
     if tls || settings.protocol.all_allow() {
         return None;
     }
-    let https = crate::security::forwarded_proto(req.headers(), &settings.security.client_ip)
+    let https = crate::security::forwarded_proto(&req.headers, &settings.security.client_ip)
         .is_some_and(|p| p.eq_ignore_ascii_case("https"));
     let host = req
-        .headers()
+        .headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()));
-    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        .or_else(|| req.uri.authority().map(|a| a.as_str()));
+    let path_and_query = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
     match settings
         .protocol
         .answer(https, host, path, path_and_query, settings.https_port)

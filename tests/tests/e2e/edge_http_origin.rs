@@ -496,3 +496,131 @@ async fn freshness_follows_rfc_9111_and_the_targeted_cdn_cache_control_fields() 
         "the rest of the answer is"
     );
 }
+
+#[tokio::test]
+async fn allowed_methods_forward_bodies_are_never_cached_and_invalidate_what_they_change() {
+    use kubefront_edge::config::AllowedMethods;
+    let origin = HttpOrigin::start().await.expect("origin");
+    let fresh = [("Cache-Control", "max-age=600")];
+    origin.route("/doc", Route::ok("v1", &fresh));
+    origin.route_method("PUT", "/doc", Route::status(204, &[]));
+    origin.route_method(
+        "OPTIONS",
+        "/doc",
+        Route::status(204, &[("Allow", "GET, PUT")]),
+    );
+    origin.route("/item/7", Route::ok("item 7", &fresh));
+    origin.route_method(
+        "POST",
+        "/api",
+        Route {
+            status: 201,
+            ..Route::ok(
+                "created",
+                &[("Location", "/item/7"), ("Set-Cookie", "sid=abc; HttpOnly")],
+            )
+        },
+    );
+    let edge = edge_for(OriginConfig::http(origin.url("")), |c| {
+        c.allowed_methods = AllowedMethods::All;
+    })
+    .await;
+    let client = http_client();
+
+    assert_eq!(get(&edge, "/doc", &[]).await.header("x-cache"), "Miss");
+    assert_eq!(get(&edge, "/doc", &[]).await.header("x-cache"), "Hit");
+    let put = client
+        .put(edge.url("/doc?rev=2"))
+        .header("content-type", "text/plain")
+        .body("new text")
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(put.status().as_u16(), 204);
+    let seen = origin.requests("/doc");
+    let p = seen
+        .iter()
+        .find(|r| r.method == "PUT")
+        .expect("PUT reached the origin");
+    assert_eq!(p.body, b"new text");
+    assert_eq!(
+        p.target, "/doc?rev=2",
+        "the whole query goes with an uncached method"
+    );
+    assert_eq!(p.header("content-type"), Some("text/plain"));
+    assert_eq!(p.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert!(p.header("via").is_some_and(|v| v.contains("kubefront")));
+    assert_eq!(
+        get(&edge, "/doc", &[]).await.header("x-cache"),
+        "Miss",
+        "PUT invalidated /doc"
+    );
+    assert_eq!(origin.gets("/doc"), 2);
+
+    get(&edge, "/item/7", &[]).await;
+    assert_eq!(get(&edge, "/item/7", &[]).await.header("x-cache"), "Hit");
+    for n in 1..=2 {
+        let post = client
+            .post(edge.url("/api"))
+            .body("{\"name\":\"x\"}")
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(post.status().as_u16(), 201);
+        assert_eq!(post.headers()["location"], "/item/7");
+        assert_eq!(
+            post.headers()["set-cookie"],
+            "sid=abc; HttpOnly",
+            "an uncached answer keeps its cookie"
+        );
+        assert_eq!(post.text().await.expect("body"), "created");
+        assert_eq!(
+            origin.count("POST", "/api"),
+            n,
+            "a POST is never answered from cache"
+        );
+    }
+    assert_eq!(
+        get(&edge, "/item/7", &[]).await.header("x-cache"),
+        "Miss",
+        "the POST's Location was invalidated"
+    );
+
+    let options = client
+        .request(reqwest::Method::OPTIONS, edge.url("/doc"))
+        .send()
+        .await
+        .expect("OPTIONS");
+    assert_eq!(options.status().as_u16(), 204);
+    assert_eq!(options.headers()["allow"], "GET, PUT");
+    assert_eq!(origin.count("OPTIONS", "/doc"), 1);
+
+    // A declared body over the bound is refused before the origin is asked (raw bytes: a
+    // client library would want to send the body).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(edge.viewer)
+        .await
+        .expect("connect");
+    sock.write_all(
+        b"POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut answer = Vec::new();
+    let _ = sock.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(origin.count("POST", "/api"), 2);
+
+    // The default (GET, HEAD) refuses other methods.
+    let plain = edge_for(OriginConfig::http(origin.url("")), |_| {}).await;
+    let refused = client
+        .post(plain.url("/api"))
+        .body("x")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(refused.status().as_u16(), 405);
+    assert_eq!(refused.headers()["allow"], "GET, HEAD");
+    assert_eq!(origin.count("POST", "/api"), 2);
+}

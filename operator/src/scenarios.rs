@@ -373,6 +373,8 @@ pub fn config_hash_of(dist: &Distribution, idx: usize, keys: &render::KeySecrets
         &RenderContext {
             edge_image: "kubefront/edge:test",
             credentials: Some(&creds),
+            origin_secrets: &render::NO_SECRETS,
+            shield_token: None,
         },
     )
     .expect("renders")
@@ -456,6 +458,8 @@ pub fn stored_objects_with(
         &RenderContext {
             edge_image: "kubefront/edge:test",
             credentials: Some(&creds),
+            origin_secrets: &render::NO_SECRETS,
+            shield_token: None,
         },
     )
     .expect("renders");

@@ -512,19 +512,6 @@ pub struct Origin {
     pub timeouts: Option<OriginTimeoutsSpec>,
 }
 
-impl Origin {
-    /// An S3 origin without headers or failover.
-    pub fn s3(s3: S3OriginSpec) -> Origin {
-        Origin {
-            s3: Some(s3),
-            http: None,
-            custom_headers: Vec::new(),
-            failover: None,
-            timeouts: None,
-        }
-    }
-}
-
 /// An HTTP(S) server; the viewer's normalized path is appended to `url`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -1473,6 +1460,26 @@ mod tests {
         for (want, mutate) in cases {
             let got = http_cel_errors(mutate);
             assert!(got.contains(want), "expected {want:?} in {got}");
+        }
+    }
+
+    #[test]
+    fn the_custom_header_limit_is_the_edges() {
+        // The schema attributes take literals: keep `length(max = 10)` on both customHeaders.
+        let crd = Distribution::crd();
+        let schema = serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .expect("schema"),
+        )
+        .expect("json");
+        let origin = &schema["properties"]["spec"]["properties"]["origin"]["properties"];
+        let secondary =
+            &origin["failover"]["properties"]["secondary"]["properties"]["customHeaders"];
+        for headers in [&origin["customHeaders"], secondary] {
+            assert_eq!(headers["maxItems"], MAX_CUSTOM_HEADERS as u64);
         }
     }
 

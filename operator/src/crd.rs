@@ -171,7 +171,8 @@ fn positive_duration_rule(field: &str) -> Rule {
     )
 }
 
-/// A CloudFront-style distribution: one S3 origin, a cache policy and the regions serving it.
+/// A CloudFront-style distribution: one origin (S3 or HTTP, with an optional failover), a cache
+/// policy and the regions serving it, optionally through an origin shield.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kubefront.io",

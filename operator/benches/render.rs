@@ -17,6 +17,8 @@ fn render_and_diff(c: &mut Criterion) {
     let ctx = render::RenderContext {
         edge_image: "kubefront/edge:0.1.0",
         credentials: Some(&creds),
+        origin_secrets: &render::NO_SECRETS,
+        shield_token: None,
     };
     let render_all = || {
         let cfg = render::edge_config(&dist.spec, &fixtures::key_secrets()).expect("valid");

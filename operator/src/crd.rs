@@ -154,6 +154,16 @@ fn key_group_refs_rule(list: &str, field_path: &str, shown: &str) -> Rule {
         .reason(kube::core::cel::Reason::FieldValueInvalid)
 }
 
+/// `spec.originShield.region` must name one of the regions.
+fn origin_shield_region_rule() -> Rule {
+    Rule::new(
+        "!has(self.originShield) || self.regions.exists(r, r.name == self.originShield.region)",
+    )
+    .message("spec.originShield.region must be the name of an entry of spec.regions")
+    .field_path(".originShield.region")
+    .reason(kube::core::cel::Reason::FieldValueInvalid)
+}
+
 /// A duration that must be longer than zero (`0`, `0s`, `0h0m` are not).
 fn positive_duration_rule(field: &str) -> Rule {
     Rule::new("!self.matches('^(0+d?|(0+(ns|us|ms|s|m|h))+)$')").message(
@@ -161,7 +171,8 @@ fn positive_duration_rule(field: &str) -> Rule {
     )
 }
 
-/// A CloudFront-style distribution: one S3 origin, a cache policy and the regions serving it.
+/// A CloudFront-style distribution: one origin (S3 or HTTP, with an optional failover), a cache
+/// policy and the regions serving it, optionally through an origin shield.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "kubefront.io",
@@ -183,9 +194,14 @@ fn positive_duration_rule(field: &str) -> Rule {
 #[x_kube(validation = behavior_ttl_rule())]
 #[x_kube(validation = key_group_refs_rule("behaviors", ".behaviors", "spec.behaviors[].trustedKeyGroups"))]
 #[x_kube(validation = key_group_refs_rule("cache", ".cache.trustedKeyGroups", "spec.cache.trustedKeyGroups"))]
+#[x_kube(validation = origin_shield_region_rule())]
 #[serde(rename_all = "camelCase")]
 pub struct DistributionSpec {
     pub origin: Origin,
+    /// The region every other region fetches misses through; it alone fetches from `origin`,
+    /// and the others fall back to `origin` while it is down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_shield: Option<OriginShieldSpec>,
     /// Object served for `/` (CloudFront's DefaultRootObject), e.g. `index.html`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024))]
@@ -448,14 +464,186 @@ fn default_trusted_hops() -> i32 {
     1
 }
 
-/// The origin every region fetches misses from.
+/// Failover status codes CloudFront origin groups accept (the edge's own list).
+pub use kubefront_edge::config::origin::FAILOVER_CODES;
+
+/// At most this many `customHeaders` per origin (CloudFront's limit, the edge's too).
+pub const MAX_CUSTOM_HEADERS: usize = kubefront_edge::config::origin::MAX_CUSTOM_HEADERS;
+
+/// Exactly one of `s3` and `http`: an origin is one kind of server. `at` is the field shown.
+fn one_origin_kind_rule(at: &str) -> Rule {
+    Rule::new("has(self.s3) != has(self.http)")
+        .message(kube::core::cel::Message::Message(format!(
+            "{at}: set exactly one of {at}.s3 and {at}.http"
+        )))
+        .reason(kube::core::cel::Reason::FieldValueInvalid)
+}
+
+/// What the edge accepts as an HTTP origin's base URL: the viewer's path (and the cache key's
+/// query) are appended, so the base can carry neither a query nor a fragment.
+fn base_url_rule(field: &str) -> Rule {
+    Rule::new(
+        "(self.startsWith('http://') || self.startsWith('https://')) && !self.contains('?') && !self.contains('#')",
+    )
+    .message(kube::core::cel::Message::Message(format!(
+        "{field} must start with http:// or https:// and contain no '?' or '#'"
+    )))
+}
+
+/// The origin every region fetches misses from: an S3 bucket or an HTTP(S) server, optionally
+/// with a secondary origin that takes over when it fails.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = one_origin_kind_rule("spec.origin"))]
 pub struct Origin {
-    pub s3: S3OriginSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3OriginSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpOriginSpec>,
+    /// Headers added to every origin request (e.g. a shared secret a private HTTP origin
+    /// checks); at most 10.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub custom_headers: Vec<CustomHeaderSpec>,
+    /// A secondary origin for requests this one fails (CloudFront origin group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverSpec>,
     /// Origin fetch timeouts; the edge's defaults where unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<OriginTimeoutsSpec>,
+}
+
+/// An HTTP(S) server; the viewer's normalized path is appended to `url`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpOriginSpec {
+    /// Base URL, `https://origin.example.com[/base]`: no query, fragment or credentials.
+    #[schemars(length(min = 8, max = 2048))]
+    #[x_kube(validation = base_url_rule("url"))]
+    pub url: String,
+    /// `Host` sent to the origin; the URL's host[:port] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    #[x_kube(validation = Rule::new(r"self.matches('^[A-Za-z0-9.:\\[\\]-]+$')").message("hostHeader must be a host[:port]"))]
+    pub host_header: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<OriginTlsSpec>,
+}
+
+/// How an `https://` origin's certificate is checked.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OriginTlsSpec {
+    /// Verify the certificate chain and name. Turn off only for test origins.
+    #[serde(default = "default_true")]
+    pub verify: bool,
+    /// CA bundle (PEM) to trust instead of the system roots; mounted from a mirror of the
+    /// Secret, never written into the edge ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<CaSecretRef>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A Secret key holding a PEM CA bundle.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CaSecretRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".into()
+}
+
+/// One header added to origin requests: a literal `value`, or `valueFrom` a Secret (mounted
+/// into the edge pods; the value never lands in the edge ConfigMap).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.value) != has(self.valueFrom)").message("customHeaders: set exactly one of value and valueFrom").reason(kube::core::cel::Reason::FieldValueInvalid))]
+pub struct CustomHeaderSpec {
+    pub name: HttpToken,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<HeaderValueSource>,
+}
+
+/// Where a custom header's value comes from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderValueSource {
+    pub secret_key_ref: SecretKeySelector,
+}
+
+/// A named key of a Secret in the Distribution's namespace (both required).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeySelector {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+/// CloudFront origin group: a request the primary fails is sent once to `secondary`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverSpec {
+    pub secondary: SecondaryOriginSpec,
+    /// Primary answers that fail over: a subset of 400, 403, 404, 416, 500, 502, 503, 504.
+    #[serde(default = "default_failover_codes")]
+    #[schemars(length(max = 8))]
+    #[x_kube(validation = failover_codes_rule())]
+    pub status_codes: Vec<i32>,
+    /// Also fail over when the primary cannot be reached or times out.
+    #[serde(default = "default_true")]
+    pub connect_failures: bool,
+}
+
+fn default_failover_codes() -> Vec<i32> {
+    vec![500, 502, 503, 504]
+}
+
+fn failover_codes_rule() -> Rule {
+    let codes: Vec<String> = FAILOVER_CODES.iter().map(|c| c.to_string()).collect();
+    Rule::new(format!("self.all(c, c in [{}])", codes.join(", "))).message(
+        kube::core::cel::Message::Message(format!(
+            "spec.origin.failover.statusCodes: each must be one of {}",
+            codes.join(", ")
+        )),
+    )
+}
+
+/// The secondary of a failover: an origin of the same shapes, which cannot fail over again.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = one_origin_kind_rule("spec.origin.failover.secondary"))]
+pub struct SecondaryOriginSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3OriginSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpOriginSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub custom_headers: Vec<CustomHeaderSpec>,
+}
+
+/// One region all the others fetch through (CloudFront Origin Shield): one origin fetch per
+/// object instead of one per region.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OriginShieldSpec {
+    /// Name of an entry of `spec.regions`.
+    #[schemars(length(min = 1, max = 40))]
+    pub region: String,
 }
 
 /// How long an edge waits for the origin. Each must be longer than zero.
@@ -767,6 +955,13 @@ pub struct RegionSpec {
     /// Absent = the operator's own cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterRef>,
+    /// URL other clusters reach this region's edges at (`https://eu.cdn.example.com`).
+    /// Required on the `spec.originShield` region when other regions are in another cluster:
+    /// the operator cannot know how a remote Service is exposed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 8, max = 2048))]
+    #[x_kube(validation = base_url_rule("endpoint"))]
+    pub endpoint: Option<String>,
     /// Target namespace; default: the Distribution's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
@@ -910,15 +1105,22 @@ impl Distribution {
 
 impl DistributionSpec {
     /// Names of every Secret (in the Distribution's namespace) the spec reads: origin
-    /// credentials, trusted key groups and region kubeconfigs. A change to any of them must
-    /// re-reconcile the Distribution.
+    /// credentials, custom header values and CA bundles, trusted key groups and region
+    /// kubeconfigs. A change to any of them must re-reconcile the Distribution.
     pub fn referenced_secrets(&self) -> std::collections::BTreeSet<&str> {
+        let secondary_s3 = self
+            .origin
+            .failover
+            .as_ref()
+            .and_then(|f| f.secondary.s3.as_ref());
         let creds = self
             .origin
             .s3
-            .credentials_secret_ref
             .iter()
+            .chain(secondary_s3)
+            .filter_map(|s3| s3.credentials_secret_ref.as_ref())
             .map(|r| r.name.as_str());
+        let origin_files = self.origin.secret_names();
         let keys = self
             .trusted_key_groups
             .iter()
@@ -928,7 +1130,32 @@ impl DistributionSpec {
             .iter()
             .filter_map(|r| r.cluster.as_ref())
             .map(|c| c.kubeconfig_secret_ref.name.as_str());
-        creds.chain(keys).chain(kubeconfigs).collect()
+        creds
+            .chain(origin_files)
+            .chain(keys)
+            .chain(kubeconfigs)
+            .collect()
+    }
+}
+
+impl Origin {
+    /// Secrets the primary and secondary origins read values from: custom header values and
+    /// CA bundles (not the S3 credentials).
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        let secondary = self.failover.as_ref().map(|f| &f.secondary);
+        let headers = self
+            .custom_headers
+            .iter()
+            .chain(secondary.into_iter().flat_map(|s| s.custom_headers.iter()))
+            .filter_map(|h| h.value_from.as_ref())
+            .map(|v| v.secret_key_ref.name.as_str());
+        let cas = self
+            .http
+            .iter()
+            .chain(secondary.and_then(|s| s.http.as_ref()))
+            .filter_map(|h| h.tls.as_ref()?.ca_secret_ref.as_ref())
+            .map(|r| r.name.as_str());
+        headers.chain(cas)
     }
 }
 
@@ -1128,6 +1355,133 @@ mod tests {
         let ok =
             signed_cel_errors(|o| o["spec"]["viewerLimits"]["headerReadTimeout"] = "500ms".into());
         assert_eq!(ok, "");
+    }
+
+    /// Like `cel_errors`, for the HTTP-origin fixture.
+    fn http_cel_errors(mutate: impl FnOnce(&mut serde_json::Value)) -> String {
+        let mut obj = serde_json::to_value(fixtures::http()).expect("json");
+        mutate(&mut obj);
+        let crd = Distribution::crd();
+        let schema = serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .expect("schema"),
+        )
+        .expect("json");
+        match kube::core::cel::Validator::new().validate(&schema, &obj, None) {
+            Ok(()) => String::new(),
+            Err(e) => format!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn http_example_passes_every_cel_rule_and_round_trips() {
+        assert_eq!(http_cel_errors(|_| {}), "");
+        let ok =
+            http_cel_errors(|o| o["spec"]["origin"]["http"]["hostHeader"] = "[::1]:8443".into());
+        assert_eq!(ok, "");
+        let d = fixtures::http();
+        let back: Distribution =
+            serde_json::from_value(serde_json::to_value(&d).expect("json")).expect("parse");
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn cel_rules_reject_bad_origins_naming_the_field() {
+        type Mutation = Box<dyn FnOnce(&mut serde_json::Value)>;
+        let origin =
+            |o: &mut serde_json::Value| -> serde_json::Value { o["spec"]["origin"].take() };
+        let cases: Vec<(&str, Mutation)> = vec![
+            (
+                "spec.origin: set exactly one of spec.origin.s3 and spec.origin.http",
+                Box::new(|o| o["spec"]["origin"]["s3"] = serde_json::json!({"bucket": "abc"})),
+            ),
+            (
+                "spec.origin: set exactly one of spec.origin.s3 and spec.origin.http",
+                Box::new(move |o| {
+                    let mut v = origin(o);
+                    v.as_object_mut().map(|m| m.remove("http"));
+                    o["spec"]["origin"] = v;
+                }),
+            ),
+            (
+                "url must start with http:// or https:// and contain no '?' or '#'",
+                Box::new(|o| o["spec"]["origin"]["http"]["url"] = "https://a.example/x?y=1".into()),
+            ),
+            (
+                "url must start with http:// or https:// and contain no '?' or '#'",
+                Box::new(|o| o["spec"]["origin"]["http"]["url"] = "ftp://a.example/x".into()),
+            ),
+            (
+                "url must start with http:// or https:// and contain no '?' or '#'",
+                Box::new(|o| o["spec"]["origin"]["http"]["url"] = "https://a.example/#top".into()),
+            ),
+            (
+                "hostHeader must be a host[:port]",
+                Box::new(|o| o["spec"]["origin"]["http"]["hostHeader"] = "a b".into()),
+            ),
+            (
+                "customHeaders: set exactly one of value and valueFrom",
+                Box::new(|o| o["spec"]["origin"]["customHeaders"][1]["value"] = "x".into()),
+            ),
+            (
+                "customHeaders: set exactly one of value and valueFrom",
+                Box::new(|o| {
+                    o["spec"]["origin"]["customHeaders"][0]
+                        .as_object_mut()
+                        .map(|m| m.remove("value"));
+                }),
+            ),
+            (
+                "spec.origin.failover.secondary: set exactly one of",
+                Box::new(|o| {
+                    o["spec"]["origin"]["failover"]["secondary"]["http"] =
+                        serde_json::json!({"url": "https://b.example"});
+                }),
+            ),
+            (
+                "spec.origin.failover.statusCodes: each must be one of",
+                Box::new(|o| {
+                    o["spec"]["origin"]["failover"]["statusCodes"] = serde_json::json!([418])
+                }),
+            ),
+            (
+                "spec.originShield.region must be the name of an entry of spec.regions",
+                Box::new(|o| o["spec"]["originShield"]["region"] = "nope".into()),
+            ),
+            (
+                "endpoint must start with http:// or https://",
+                Box::new(|o| {
+                    o["spec"]["regions"][0]["endpoint"] = "us-east.cdn.example.com".into()
+                }),
+            ),
+        ];
+        for (want, mutate) in cases {
+            let got = http_cel_errors(mutate);
+            assert!(got.contains(want), "expected {want:?} in {got}");
+        }
+    }
+
+    #[test]
+    fn the_custom_header_limit_is_the_edges() {
+        // The schema attributes take literals: keep `length(max = 10)` on both customHeaders.
+        let crd = Distribution::crd();
+        let schema = serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .expect("schema"),
+        )
+        .expect("json");
+        let origin = &schema["properties"]["spec"]["properties"]["origin"]["properties"];
+        let secondary =
+            &origin["failover"]["properties"]["secondary"]["properties"]["customHeaders"];
+        for headers in [&origin["customHeaders"], secondary] {
+            assert_eq!(headers["maxItems"], MAX_CUSTOM_HEADERS as u64);
+        }
     }
 
     #[test]

@@ -101,13 +101,9 @@ fn cache_key(key: &CacheKeySpec) -> CacheKeyConfig {
 /// validates it with the proxy's rules, keys included, so anything the schema could not check
 /// is caught here and reported in status before any edge sees it.
 pub fn edge_config(spec: &DistributionSpec, keys: &KeySecrets) -> Result<EdgeConfig, RenderError> {
-    let s3 = &spec.origin.s3;
     let c = &spec.cache;
-    let mut cfg = EdgeConfig::for_bucket(s3.bucket.clone());
-    cfg.origin.s3_mut().region = s3.region.clone();
-    cfg.origin.s3_mut().endpoint = s3.endpoint.clone();
-    cfg.origin.s3_mut().force_path_style = s3.force_path_style;
-    cfg.origin.s3_mut().prefix = s3.prefix.clone();
+    let mut cfg = EdgeConfig::for_bucket("");
+    cfg.origin = crate::origin::origin_config(&spec.origin);
     cfg.default_root_object = spec.default_root_object.clone();
     cfg.cache.memory = parse_size("spec.cache.memory", &c.memory)?;
     cfg.cache.max_object_size = parse_size("spec.cache.maxObjectSize", &c.max_object_size)?;
@@ -134,6 +130,11 @@ pub fn edge_config(spec: &DistributionSpec, keys: &KeySecrets) -> Result<EdgeCon
             timeouts.total = d;
         }
         timeouts.idle = parse_opt_dur(&f("idle"), &t.idle)?;
+    }
+    // The secondary origin is fetched under the same limits.
+    let timeouts = cfg.origin.timeouts;
+    if let Some(f) = cfg.origin.failover.as_mut() {
+        f.secondary.timeouts = timeouts;
     }
     cfg.cache.key = cache_key(&c.key);
     for (i, b) in spec.behaviors.iter().enumerate() {
@@ -207,7 +208,11 @@ fn spec_field(edge_field: &str, signed_from: &[String]) -> String {
         }
         return format!("spec.{rest}");
     }
-    let f = edge_field.replace("cache.key.queryStrings", "cache.key.queryStringAllowlist");
+    // Edge names whose spec counterpart is named differently (files come from Secrets).
+    let f = edge_field
+        .replace("cache.key.queryStrings", "cache.key.queryStringAllowlist")
+        .replace(".valueFile", ".valueFrom")
+        .replace(".tls.caFile", ".tls.caSecretRef");
     format!("spec.{f}")
 }
 

@@ -139,3 +139,55 @@ pub fn key_secrets() -> KeySecrets {
         ),
     ])
 }
+
+/// An HTTP origin with a literal and a Secret-backed custom header, a private CA, failover to
+/// an S3 bucket, and `us-east` as origin shield for a same-cluster and a remote region.
+pub const HTTP_SPEC: &str = r#"
+origin:
+  http:
+    url: https://origin.example.com/site
+    hostHeader: www.example.com
+    tls: {caSecretRef: {name: origin-ca}}
+  customHeaders:
+    - {name: X-Cdn, value: kubefront}
+    - name: X-Origin-Secret
+      valueFrom: {secretKeyRef: {name: origin-auth, key: token}}
+  failover:
+    secondary:
+      s3: {bucket: assets-backup, credentialsSecretRef: {name: assets-s3}}
+    statusCodes: [500, 502, 503, 504, 404]
+originShield: {region: us-east}
+regions:
+  - name: us-east
+    endpoint: https://us-east.cdn.example.com
+  - name: us-west
+    namespace: edge-west
+  - name: eu-west
+    cluster: {kubeconfigSecretRef: {name: eu-west-kubeconfig}}
+    namespace: kubefront-edge
+"#;
+
+/// The header value and CA bundle of [`HTTP_SPEC`]: never to be seen in a ConfigMap.
+pub const ORIGIN_SECRET_VALUE: &str = "s3cr3t-origin-token";
+pub const ORIGIN_CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nTEST-CA\n-----END CERTIFICATE-----\n";
+/// The shield token the HTTP fixture renders with.
+pub const SHIELD_TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+/// `web/cdn` with [`HTTP_SPEC`].
+pub fn http() -> Distribution {
+    distribution("cdn", "web", spec(HTTP_SPEC))
+}
+
+/// The Secrets [`http`]'s origin reads values from.
+pub fn origin_secrets() -> KeySecrets {
+    KeySecrets::from([
+        (
+            "origin-auth".to_string(),
+            secret_data(&[("token", ORIGIN_SECRET_VALUE)]),
+        ),
+        (
+            "origin-ca".to_string(),
+            secret_data(&[("ca.crt", ORIGIN_CA_PEM)]),
+        ),
+    ])
+}

@@ -4,6 +4,7 @@ pub mod crd;
 pub mod edge_config;
 pub mod lease;
 pub mod metrics;
+pub mod origin;
 pub mod ownership;
 pub mod prune;
 pub mod reconcile;

@@ -71,6 +71,8 @@ pub enum Error {
     Finalizer(String),
     #[error("not the leader (lease not renewed within the renew deadline); nothing written")]
     NotLeader,
+    #[error("generating the origin shield token: {0}")]
+    Token(String),
 }
 
 impl Error {
@@ -81,6 +83,7 @@ impl Error {
             Error::Cleanup { .. } => "CleanupFailed",
             Error::Finalizer(_) => "FinalizerFailed",
             Error::NotLeader => "NotLeader",
+            Error::Token(_) => "TokenFailed",
         }
     }
 }
@@ -236,7 +239,8 @@ async fn credentials(
     dist: &Distribution,
     local: &Client,
 ) -> Result<Option<BTreeMap<String, ByteString>>, Error> {
-    let Some(r) = &dist.spec.origin.s3.credentials_secret_ref else {
+    // Conflicting credential Secrets are reported by rendering, naming the field.
+    let Ok(Some((r, _))) = crate::origin::credentials_ref(&dist.spec.origin) else {
         return Ok(None);
     };
     let ns = dist.namespace().unwrap_or_else(|| "default".into());
@@ -269,22 +273,118 @@ async fn key_secrets(dist: &Distribution, local: &Client) -> Result<KeySecrets, 
     Ok(out)
 }
 
+/// Reads the Secrets the origin's custom headers and CA bundles name (each once). A missing
+/// one is left out of the map: rendering reports it, naming the field.
+async fn origin_secrets(dist: &Distribution, local: &Client) -> Result<KeySecrets, Error> {
+    let ns = dist.namespace().unwrap_or_else(|| "default".into());
+    let api = Api::<Secret>::namespaced(local.clone(), &ns);
+    let mut out = KeySecrets::new();
+    for name in dist.spec.origin.secret_names() {
+        if out.contains_key(name) {
+            continue;
+        }
+        let secret = api
+            .get_opt(name)
+            .await
+            .map_err(kube_err(format!("reading origin Secret {name}")))?;
+        if let Some(s) = secret {
+            out.insert(name.to_string(), s.data.unwrap_or_default());
+        }
+    }
+    Ok(out)
+}
+
+/// The shield token of a Distribution with an origin shield: read from the Secret the
+/// operator owns next to the Distribution, generated (once) when the Secret is missing or
+/// holds no token. Owned by the Distribution, so it goes with it.
+async fn shield_token(dist: &Distribution, local: &Client) -> Result<Option<Vec<u8>>, Error> {
+    if dist.spec.origin_shield.is_none() {
+        return Ok(None);
+    }
+    let ns = dist.namespace().unwrap_or_else(|| "default".into());
+    let name = crate::origin::shield_secret_name(dist);
+    let api = Api::<Secret>::namespaced(local.clone(), &ns);
+    let existing = api
+        .get_opt(&name)
+        .await
+        .map_err(kube_err(format!("reading shield Secret {name}")))?;
+    let token = existing
+        .and_then(|s| s.data?.remove(crate::origin::SHIELD_TOKEN_KEY))
+        .filter(|t| !t.0.is_empty());
+    if let Some(t) = token {
+        return Ok(Some(t.0));
+    }
+    let token = new_shield_token().map_err(|e| Error::Token(e.to_string()))?;
+    let secret = shield_secret(dist, &name, &ns, &token);
+    api.patch(
+        &name,
+        &PatchParams::apply(render::FIELD_MANAGER).force(),
+        &Patch::Apply(&secret),
+    )
+    .await
+    .map_err(kube_err(format!("writing shield Secret {name}")))?;
+    Ok(Some(token.into_bytes()))
+}
+
+/// 32 random bytes from the kernel, hex-encoded (a header value must be visible ASCII).
+fn new_shield_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+/// The operator-owned shield token Secret. It carries the Distribution's labels but not the
+/// managed-by one: it is not a region object, and region pruning must never see it.
+fn shield_secret(dist: &Distribution, name: &str, ns: &str, token: &str) -> Secret {
+    let labels = BTreeMap::from([
+        (LABEL_DISTRIBUTION.to_string(), dist.name_any()),
+        (LABEL_DISTRIBUTION_NAMESPACE.to_string(), ns.to_string()),
+    ]);
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            labels: Some(labels),
+            owner_references: dist.controller_owner_ref(&()).map(|r| vec![r]),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            crate::origin::SHIELD_TOKEN_KEY.to_string(),
+            ByteString(token.as_bytes().to_vec()),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// Everything rendering reads from the Distribution's namespace.
+struct Inputs {
+    creds: Option<BTreeMap<String, ByteString>>,
+    keys: KeySecrets,
+    origin_secrets: KeySecrets,
+    shield_token: Option<Vec<u8>>,
+}
+
 /// Renders every region first (pure), so a spec problem applies nothing anywhere.
 fn render_all(
     dist: &Distribution,
     ctx: &Context,
-    creds: Option<&BTreeMap<String, ByteString>>,
-    keys: &KeySecrets,
+    inputs: &Inputs,
 ) -> Result<Vec<RegionObjects>, RenderError> {
-    let cfg = render::edge_config(&dist.spec, keys)?;
+    let base = render::edge_config(&dist.spec, &inputs.keys)?;
+    let cfgs = crate::origin::region_configs(dist, &base)?;
     let rctx = RenderContext {
         edge_image: &ctx.edge_image,
-        credentials: creds,
+        credentials: inputs.creds.as_ref(),
+        origin_secrets: &inputs.origin_secrets,
+        shield_token: inputs.shield_token.as_deref(),
     };
     dist.spec
         .regions
         .iter()
-        .map(|r| render::render_region(dist, r, &cfg, &rctx))
+        .zip(&cfgs)
+        .map(|(r, cfg)| render::render_region(dist, r, cfg, &rctx))
         .collect()
 }
 
@@ -293,10 +393,15 @@ async fn apply(dist: &Distribution, ctx: &Context) -> Result<Action, Error> {
     let old = dist.status.as_ref();
     let now =
         Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
-    let creds = credentials(dist, ctx.regions.local()).await?;
-    let keys = key_secrets(dist, ctx.regions.local()).await?;
+    let local = ctx.regions.local();
+    let inputs = Inputs {
+        creds: credentials(dist, local).await?,
+        keys: key_secrets(dist, local).await?,
+        origin_secrets: origin_secrets(dist, local).await?,
+        shield_token: shield_token(dist, local).await?,
+    };
 
-    let rendered = match render_all(dist, ctx, creds.as_ref(), &keys) {
+    let rendered = match render_all(dist, ctx, &inputs) {
         Ok(r) => r,
         Err(invalid) => return report_invalid(dist, ctx, &invalid, &now).await,
     };
@@ -1019,7 +1124,11 @@ pub fn referencing_secret(
     dists
         .iter()
         .filter(|d| d.metadata.namespace.as_deref() == namespace)
-        .filter(|d| d.spec.referenced_secrets().contains(name))
+        .filter(|d| {
+            // The shield token Secret too: deleting it must regenerate (and roll) at once.
+            d.spec.referenced_secrets().contains(name)
+                || (d.spec.origin_shield.is_some() && crate::origin::shield_secret_name(d) == name)
+        })
         .map(|d| ObjectRef::from_obj(d.as_ref()))
         .collect()
 }

@@ -9,9 +9,9 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service,
-    ServicePort, ServiceSpec as K8sServiceSpec, Volume, VolumeMount,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Service, ServicePort, ServiceSpec as K8sServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -27,6 +27,7 @@ pub use crate::edge_config::{
     edge_config, KeySecrets, RenderError, SecretData, REASON_INVALID_SPEC, REASON_SECRET_INVALID,
     REASON_SECRET_NOT_FOUND,
 };
+use crate::origin::{ORIGIN_SECRETS_DIR, SHIELD_TOKEN_KEY};
 use crate::ownership::ANNOTATION_DISTRIBUTION_UID;
 
 /// Field manager for every server-side apply.
@@ -45,6 +46,9 @@ pub const ANNOTATION_CONFIG_HASH: &str = "kubefront.io/config-hash";
 /// shutdown grace), so only such changes restart pods.
 pub const ANNOTATION_RESTART_HASH: &str = "kubefront.io/restart-hash";
 pub const ANNOTATION_CREDENTIALS_HASH: &str = "kubefront.io/credentials-hash";
+/// On the pod template: hash of the mirrored origin value files (header values, CA bundles,
+/// shield token), which the edge reads only when it loads its config.
+pub const ANNOTATION_ORIGIN_FILES_HASH: &str = "kubefront.io/origin-files-hash";
 /// Label selector matching everything this operator manages.
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=kubefront-operator";
 /// Key of the edge config inside the ConfigMap (mounted at /etc/kubefront/edge.yaml).
@@ -73,11 +77,19 @@ pub struct RegionObjects {
     pub config_hash: String,
 }
 
+/// No Secrets: for a spec whose origin reads none.
+pub static NO_SECRETS: KeySecrets = BTreeMap::new();
+
 /// What a region render needs besides the Distribution.
 pub struct RenderContext<'a> {
     pub edge_image: &'a str,
     /// Contents of the origin credentials Secret, when the spec names one.
     pub credentials: Option<&'a BTreeMap<String, ByteString>>,
+    /// The Secrets (by name) the origin's custom headers and CA bundles come from; a name
+    /// missing here is a Secret that does not exist.
+    pub origin_secrets: &'a KeySecrets,
+    /// The Distribution's shield token, when it has an origin shield.
+    pub shield_token: Option<&'a [u8]>,
 }
 
 /// Name of every edge object of `region`.
@@ -204,6 +216,154 @@ fn probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
+/// What a region's mirrored Secret carries: the S3 credentials (as env) and the origin's value
+/// files (as a read-only volume), each key copied from the Distribution's namespace.
+#[derive(Default)]
+struct Mirror {
+    data: BTreeMap<String, ByteString>,
+    env: Vec<EnvVar>,
+    credentials_hash: Option<String>,
+    /// Mirrored keys mounted as files, in the order they were added.
+    files: Vec<String>,
+}
+
+impl Mirror {
+    fn files_hash(&self) -> Option<String> {
+        if self.files.is_empty() {
+            return None;
+        }
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(self.files.len() * 2);
+        for k in &self.files {
+            parts.push(k.as_bytes());
+            parts.push(self.data.get(k).map(|v| v.0.as_slice()).unwrap_or_default());
+        }
+        Some(content_hash(&parts))
+    }
+
+    /// Only the file keys are projected, so the credentials never appear as files.
+    fn files_volume(&self, secret: &str) -> Option<Volume> {
+        (!self.files.is_empty()).then(|| Volume {
+            name: "origin-secrets".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.into()),
+                items: Some(
+                    self.files
+                        .iter()
+                        .map(|k| KeyToPath {
+                            key: k.clone(),
+                            path: k.clone(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                // Readable by the edge's group (fsGroup) only.
+                default_mode: Some(0o440),
+                optional: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+}
+
+/// The S3 credentials Secret, when the origin names one, as env of the edge container.
+fn mirror_credentials(
+    spec: &crate::crd::DistributionSpec,
+    ctx: &RenderContext<'_>,
+    mirrored_name: &str,
+    mirror: &mut Mirror,
+) -> Result<(), RenderError> {
+    let Some((r, field)) = crate::origin::credentials_ref(&spec.origin)? else {
+        return Ok(());
+    };
+    let data = ctx.credentials.ok_or_else(|| {
+        RenderError::secret(
+            REASON_SECRET_NOT_FOUND,
+            &field,
+            format!("Secret {:?} was not found", r.name),
+        )
+    })?;
+    let mut hashed: Vec<&[u8]> = Vec::new();
+    for (key, var) in CREDENTIAL_KEYS {
+        let value = data.get(key).ok_or_else(|| {
+            RenderError::secret(
+                REASON_SECRET_INVALID,
+                &field,
+                format!("Secret {:?} has no key {key:?}", r.name),
+            )
+        })?;
+        hashed.push(&value.0);
+        mirror.data.insert(key.to_string(), value.clone());
+        mirror.env.push(EnvVar {
+            name: var.into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: mirrored_name.into(),
+                    key: key.into(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    mirror.credentials_hash = Some(content_hash(&hashed));
+    Ok(())
+}
+
+/// The origin's Secret-backed values (custom headers, CA bundles) and, with an origin shield,
+/// the shield token: the files the edge config names under `ORIGIN_SECRETS_DIR`.
+fn mirror_origin_files(
+    dist: &Distribution,
+    ctx: &RenderContext<'_>,
+    mirror: &mut Mirror,
+) -> Result<(), RenderError> {
+    for f in crate::origin::secret_files(&dist.spec.origin) {
+        let data = ctx.origin_secrets.get(&f.secret).ok_or_else(|| {
+            RenderError::secret(
+                REASON_SECRET_NOT_FOUND,
+                &f.field,
+                format!("Secret {:?} was not found", f.secret),
+            )
+        })?;
+        let value = data.get(&f.secret_key).ok_or_else(|| {
+            RenderError::secret(
+                REASON_SECRET_INVALID,
+                &f.field,
+                format!("Secret {:?} has no key {:?}", f.secret, f.secret_key),
+            )
+        })?;
+        mirror.data.insert(f.key.clone(), value.clone());
+        mirror.files.push(f.key);
+    }
+    if dist.spec.origin_shield.is_some() {
+        let token = ctx.shield_token.ok_or_else(|| {
+            RenderError::secret(
+                REASON_SECRET_NOT_FOUND,
+                "spec.originShield",
+                format!(
+                    "the shield token Secret {:?} is not available yet",
+                    crate::origin::shield_secret_name(dist)
+                ),
+            )
+        })?;
+        mirror
+            .data
+            .insert(SHIELD_TOKEN_KEY.into(), ByteString(token.to_vec()));
+        mirror.files.push(SHIELD_TOKEN_KEY.into());
+    }
+    Ok(())
+}
+
+/// In-cluster URL of the region's edge Service (what same-cluster regions fetch through).
+pub fn service_url(dist: &Distribution, region: &RegionSpec) -> String {
+    format!(
+        "http://{}.{}.svc:{SERVICE_PORT}",
+        object_name(dist, &region.name),
+        dist.region_namespace(region)
+    )
+}
+
 /// Renders every object of one region.
 pub fn render_region(
     dist: &Distribution,
@@ -235,52 +395,66 @@ pub fn render_region(
         ANNOTATION_RESTART_HASH.to_string(),
         content_hash(&[restart_part.as_bytes()]),
     )]);
-    let mut env = Vec::new();
-    let secret = match (&dist.spec.origin.s3.credentials_secret_ref, ctx.credentials) {
-        (None, _) => None,
-        (Some(r), None) => {
-            return Err(RenderError::secret(
-                REASON_SECRET_NOT_FOUND,
-                "spec.origin.s3.credentialsSecretRef",
-                format!("Secret {:?} was not found", r.name),
-            ))
-        }
-        (Some(r), Some(data)) => {
-            let mut mirrored = BTreeMap::new();
-            let mut hashed: Vec<&[u8]> = Vec::new();
-            for (key, var) in CREDENTIAL_KEYS {
-                let value = data.get(key).ok_or_else(|| {
-                    RenderError::secret(
-                        REASON_SECRET_INVALID,
-                        "spec.origin.s3.credentialsSecretRef",
-                        format!("Secret {:?} has no key {key:?}", r.name),
-                    )
-                })?;
-                hashed.push(&value.0);
-                mirrored.insert(key.to_string(), value.clone());
-                env.push(EnvVar {
-                    name: var.into(),
-                    value_from: Some(EnvVarSource {
-                        secret_key_ref: Some(SecretKeySelector {
-                            name: name.clone(),
-                            key: key.into(),
-                            optional: Some(false),
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                });
-            }
-            // Env from a Secret is read at container start: roll pods when credentials change.
-            pod_annotations.insert(ANNOTATION_CREDENTIALS_HASH.into(), content_hash(&hashed));
-            Some(Secret {
-                metadata: meta(dist, region),
-                type_: Some("Opaque".into()),
-                data: Some(mirrored),
+    let mut mirror = Mirror::default();
+    mirror_credentials(&dist.spec, ctx, &name, &mut mirror)?;
+    mirror_origin_files(dist, ctx, &mut mirror)?;
+    if let Some(h) = mirror.credentials_hash.take() {
+        // Env from a Secret is read at container start: roll pods when credentials change.
+        pod_annotations.insert(ANNOTATION_CREDENTIALS_HASH.into(), h);
+    }
+    if let Some(h) = mirror.files_hash() {
+        // The edge reads its value files when it loads the config, and a Secret change leaves
+        // the ConfigMap alone: roll pods so they read the new values.
+        pod_annotations.insert(ANNOTATION_ORIGIN_FILES_HASH.into(), h);
+    }
+    let env = std::mem::take(&mut mirror.env);
+    let files_volume = mirror.files_volume(&name);
+    let secret = (!mirror.data.is_empty()).then(|| Secret {
+        metadata: meta(dist, region),
+        type_: Some("Opaque".into()),
+        data: Some(std::mem::take(&mut mirror.data)),
+        ..Default::default()
+    });
+    let mut volume_mounts = vec![
+        VolumeMount {
+            name: "config".into(),
+            mount_path: CONFIG_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..Default::default()
+        },
+    ];
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: name.clone(),
                 ..Default::default()
-            })
-        }
-    };
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity("64Mi".into())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    if let Some(v) = files_volume {
+        volume_mounts.push(VolumeMount {
+            name: v.name.clone(),
+            mount_path: ORIGIN_SECRETS_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        volumes.push(v);
+    }
 
     let resources = region
         .resources
@@ -311,19 +485,7 @@ pub fn render_region(
         resources: Some(resources),
         liveness_probe: Some(probe("/healthz", 10, 3)),
         readiness_probe: Some(probe("/readyz", 5, 2)),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_DIR.into(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: "tmp".into(),
-                mount_path: "/tmp".into(),
-                ..Default::default()
-            },
-        ]),
+        volume_mounts: Some(volume_mounts),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -378,24 +540,7 @@ pub fn render_region(
                         }),
                         ..Default::default()
                     }),
-                    volumes: Some(vec![
-                        Volume {
-                            name: "config".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: name.clone(),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                        Volume {
-                            name: "tmp".into(),
-                            empty_dir: Some(EmptyDirVolumeSource {
-                                size_limit: Some(Quantity("64Mi".into())),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                    ]),
+                    volumes: Some(volumes),
                     ..Default::default()
                 }),
             },
@@ -496,6 +641,8 @@ mod tests {
             &RenderContext {
                 edge_image: "kubefront/edge:0.1.0",
                 credentials: Some(&c),
+                origin_secrets: &NO_SECRETS,
+                shield_token: None,
             },
         )
         .expect("renders")
@@ -669,6 +816,8 @@ mod tests {
         let ctx = RenderContext {
             edge_image: "e",
             credentials: Some(&c),
+            origin_secrets: &NO_SECRETS,
+            shield_token: None,
         };
         let a = render_region(
             &d,
@@ -699,6 +848,8 @@ mod tests {
         let ctx2 = RenderContext {
             edge_image: "e",
             credentials: Some(&c2),
+            origin_secrets: &NO_SECRETS,
+            shield_token: None,
         };
         let r = render_region(
             &d,
@@ -753,6 +904,8 @@ mod tests {
             &RenderContext {
                 edge_image: "e",
                 credentials: None,
+                origin_secrets: &NO_SECRETS,
+                shield_token: None,
             },
         )
         .expect_err("missing secret");
@@ -770,6 +923,8 @@ mod tests {
             &RenderContext {
                 edge_image: "kubefront/edge:0.1.0",
                 credentials: Some(&c),
+                origin_secrets: &NO_SECRETS,
+                shield_token: None,
             },
         )
     }
@@ -1003,5 +1158,188 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    /// Region `idx` of the HTTP fixture, with its Secrets and shield token.
+    fn render_http(
+        idx: usize,
+        origin_secrets: &KeySecrets,
+        token: Option<&[u8]>,
+    ) -> Result<RegionObjects, RenderError> {
+        let d = fixtures::http();
+        let base = edge_config(&d.spec, &KeySecrets::new())?;
+        let cfgs = crate::origin::region_configs(&d, &base)?;
+        let c = creds();
+        render_region(
+            &d,
+            &d.spec.regions[idx],
+            &cfgs[idx],
+            &RenderContext {
+                edge_image: "kubefront/edge:0.1.0",
+                credentials: Some(&c),
+                origin_secrets,
+                shield_token: token,
+            },
+        )
+    }
+
+    #[test]
+    fn http_shielded_region_snapshot() {
+        let token = fixtures::SHIELD_TOKEN.as_bytes();
+        let o = render_http(1, &fixtures::origin_secrets(), Some(token)).expect("renders");
+        snapshot("http-shielded-region.yaml", &yaml(&o));
+    }
+
+    #[test]
+    fn secret_backed_values_are_mirrored_and_mounted_never_in_the_config_map() {
+        let token = fixtures::SHIELD_TOKEN.as_bytes();
+        for idx in 0..3 {
+            let o = render_http(idx, &fixtures::origin_secrets(), Some(token)).expect("renders");
+            let text = &o.config_map.data.as_ref().expect("data")[CONFIG_KEY];
+            for secret in [
+                fixtures::ORIGIN_SECRET_VALUE,
+                "TEST-CA",
+                fixtures::SHIELD_TOKEN,
+            ] {
+                assert!(!text.contains(secret), "{secret} in the ConfigMap of {idx}");
+            }
+            let cfg = EdgeConfig::from_yaml(text).expect("parses");
+            let data = o
+                .secret
+                .as_ref()
+                .and_then(|s| s.data.as_ref())
+                .expect("mirrored Secret");
+            let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+            assert_eq!(
+                keys,
+                [
+                    "accessKeyId",
+                    "origin-ca.crt",
+                    "origin-header-1",
+                    "secretAccessKey",
+                    "shield-token"
+                ]
+            );
+            assert_eq!(
+                data["origin-header-1"].0,
+                fixtures::ORIGIN_SECRET_VALUE.as_bytes()
+            );
+            // Every file the config names is a projected key of the mounted mirror.
+            let pod = o.deployment.spec.template.spec.as_ref().expect("pod");
+            let vol = pod
+                .volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == "origin-secrets")
+                .and_then(|v| v.secret.as_ref())
+                .expect("secret volume");
+            assert_eq!(
+                vol.secret_name.as_deref(),
+                o.secret.as_ref().and_then(|s| s.metadata.name.as_deref()),
+                "the region's own mirror"
+            );
+            let projected: Vec<&str> = vol
+                .items
+                .iter()
+                .flatten()
+                .map(|i| i.path.as_str())
+                .collect();
+            assert_eq!(
+                projected,
+                ["origin-header-1", "origin-ca.crt", "shield-token"],
+                "credentials stay env only"
+            );
+            let mount = pod.containers[0]
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.name == "origin-secrets")
+                .expect("mount");
+            assert_eq!(
+                (mount.mount_path.as_str(), mount.read_only),
+                (crate::origin::ORIGIN_SECRETS_DIR, Some(true))
+            );
+            let mut named: Vec<String> = Vec::new();
+            let mut origin = Some(&cfg.origin);
+            while let Some(o) = origin {
+                named.extend(o.custom_headers.iter().filter_map(|h| h.value_file.clone()));
+                named.extend(o.http.as_ref().and_then(|h| h.tls.ca_file.clone()));
+                origin = o.failover.as_ref().map(|f| &f.secondary);
+            }
+            assert!(!named.is_empty());
+            for f in named {
+                let key = f
+                    .strip_prefix(&format!("{}/", crate::origin::ORIGIN_SECRETS_DIR))
+                    .expect("under the mount");
+                assert!(projected.contains(&key), "{f} not mounted in region {idx}");
+            }
+            let ann = o
+                .deployment
+                .spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .expect("annotations");
+            assert!(ann.contains_key(ANNOTATION_ORIGIN_FILES_HASH));
+            assert!(
+                ann.contains_key(ANNOTATION_CREDENTIALS_HASH),
+                "secondary S3"
+            );
+        }
+    }
+
+    #[test]
+    fn rotating_an_origin_secret_rolls_pods_but_keeps_the_config() {
+        let token = fixtures::SHIELD_TOKEN.as_bytes();
+        let a = render_http(1, &fixtures::origin_secrets(), Some(token)).expect("r");
+        let mut rotated = fixtures::origin_secrets();
+        rotated.insert(
+            "origin-auth".into(),
+            fixtures::secret_data(&[("token", "rotated")]),
+        );
+        let b = render_http(1, &rotated, Some(token)).expect("r");
+        assert_eq!(a.config_hash, b.config_hash);
+        let ann = |o: &RegionObjects| {
+            o.deployment
+                .spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.clone())
+                .unwrap_or_default()
+        };
+        assert_ne!(
+            ann(&a).get(ANNOTATION_ORIGIN_FILES_HASH),
+            ann(&b).get(ANNOTATION_ORIGIN_FILES_HASH)
+        );
+    }
+
+    #[test]
+    fn missing_origin_secrets_name_the_field() {
+        let token = fixtures::SHIELD_TOKEN.as_bytes();
+        let mut secrets = fixtures::origin_secrets();
+        secrets.remove("origin-auth");
+        let err = render_http(0, &secrets, Some(token)).expect_err("missing");
+        assert_eq!(
+            (err.field.as_str(), err.reason),
+            (
+                "spec.origin.customHeaders[1].valueFrom.secretKeyRef",
+                REASON_SECRET_NOT_FOUND
+            )
+        );
+        let mut secrets = fixtures::origin_secrets();
+        secrets.insert(
+            "origin-ca".into(),
+            fixtures::secret_data(&[("tls.crt", "x")]),
+        );
+        let err = render_http(0, &secrets, Some(token)).expect_err("no key");
+        assert_eq!(
+            (err.field.as_str(), err.reason),
+            ("spec.origin.http.tls.caSecretRef", REASON_SECRET_INVALID)
+        );
+        assert!(err.message.contains("\"ca.crt\""), "{err}");
+        let err = render_http(1, &fixtures::origin_secrets(), None).expect_err("no token");
+        assert_eq!(err.field, "spec.originShield");
     }
 }

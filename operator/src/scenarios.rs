@@ -373,6 +373,8 @@ pub fn config_hash_of(dist: &Distribution, idx: usize, keys: &render::KeySecrets
         &RenderContext {
             edge_image: "kubefront/edge:test",
             credentials: Some(&creds),
+            origin_secrets: &render::NO_SECRETS,
+            shield_token: None,
         },
     )
     .expect("renders")
@@ -456,6 +458,8 @@ pub fn stored_objects_with(
         &RenderContext {
             edge_image: "kubefront/edge:test",
             credentials: Some(&creds),
+            origin_secrets: &render::NO_SECRETS,
+            shield_token: None,
         },
     )
     .expect("renders");
@@ -659,6 +663,110 @@ mod tests {
             "eu-west"
         );
         assert_eq!(rdep.body["spec"]["replicas"], 3);
+    }
+
+    const SHIELD_SECRET: &str = "/api/v1/namespaces/web/secrets/site.origin-shield";
+
+    /// The example with `local` as origin shield, reachable from eu-west at its endpoint.
+    fn shielded() -> Distribution {
+        let mut d = dist();
+        d.spec.origin_shield = Some(crate::crd::OriginShieldSpec {
+            region: "local".into(),
+        });
+        d.spec.regions[0].endpoint = Some("https://local.cdn.example.com".into());
+        d
+    }
+
+    fn applied_body<'a>(seen: &'a [Seen], path: &str) -> &'a Value {
+        &seen
+            .iter()
+            .find(|s| s.method == Method::PATCH && s.path == path && !s.query.contains("dryRun"))
+            .unwrap_or_else(|| panic!("no apply of {path}"))
+            .body
+    }
+
+    #[tokio::test]
+    async fn an_origin_shield_generates_its_token_once_and_mirrors_it_into_every_region() {
+        let mut local = reads();
+        local.push(expect(Method::GET, SHIELD_SECRET, Reply::NotFound));
+        local.push(expect(Method::PATCH, SHIELD_SECRET, Reply::Echo));
+        local.extend(fresh(local_paths()));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let (local, remote) = with_discovery(local, fresh(remote_paths()));
+        let run = run(shielded(), local, remote).await;
+        run.action.as_ref().expect("reconcile ok");
+        let shield = applied_body(&run.local, SHIELD_SECRET);
+        assert_eq!(shield["metadata"]["ownerReferences"][0]["uid"], "uid-site");
+        assert!(
+            shield["metadata"]["labels"]
+                .get("app.kubernetes.io/managed-by")
+                .is_none(),
+            "not a region object: pruning never sees it"
+        );
+        let token = shield["data"]["shield-token"].clone();
+        let decoded: ByteString = serde_json::from_value(token.clone()).expect("base64");
+        assert_eq!(decoded.0.len(), 64, "32 random bytes, hex");
+        assert!(decoded.0.iter().all(u8::is_ascii_hexdigit));
+        let (rsecret, rcm) = (&remote_paths()[0].1, &remote_paths()[1].1);
+        assert_eq!(
+            applied_body(&run.remote, rsecret)["data"]["shield-token"],
+            token
+        );
+        assert_eq!(
+            applied_body(&run.local, &local_paths()[0].1)["data"]["shield-token"],
+            token
+        );
+        let cm = applied_body(&run.remote, rcm)["data"]["edge.yaml"]
+            .as_str()
+            .expect("config")
+            .to_string();
+        assert!(cm.contains("url: https://local.cdn.example.com"), "{cm}");
+        assert!(
+            cm.contains("valueFile: /etc/kubefront-origin/shield-token"),
+            "{cm}"
+        );
+        let text = String::from_utf8(decoded.0).expect("hex");
+        assert!(!cm.contains(&text), "the token never reaches a ConfigMap");
+    }
+
+    #[tokio::test]
+    async fn an_existing_shield_token_is_kept() {
+        let stored = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "site.origin-shield", "namespace": "web"},
+            "data": {"shield-token": "a2VlcC1tZQ=="}});
+        let mut local = reads();
+        local.push(expect(Method::GET, SHIELD_SECRET, Reply::Json(stored)));
+        local.extend(fresh(local_paths()));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let (local, remote) = with_discovery(local, fresh(remote_paths()));
+        let run = run(shielded(), local, remote).await;
+        run.action.as_ref().expect("reconcile ok");
+        assert_eq!(
+            applied_body(&run.remote, &remote_paths()[0].1)["data"]["shield-token"],
+            "a2VlcC1tZQ=="
+        );
+    }
+
+    #[tokio::test]
+    async fn a_remote_region_behind_a_shield_without_endpoint_changes_nothing_naming_the_field() {
+        let mut d = shielded();
+        d.spec.regions[0].endpoint = None;
+        // An invalid spec reaches no region: not even the kubeconfig is read.
+        let mut local = vec![expect(Method::GET, CREDS, Reply::Json(creds_secret()))];
+        local.push(expect(
+            Method::GET,
+            SHIELD_SECRET,
+            Reply::Json(json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "site.origin-shield", "namespace": "web"},
+                "data": {"shield-token": "a2VlcC1tZQ=="}})),
+        ));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        let run = run(d, local, vec![]).await;
+        run.action.as_ref().expect("reconcile ok");
+        let st = run.status_written().expect("status");
+        let (status, reason, message) = cond(&st, None, DEGRADED);
+        assert_eq!((status.as_str(), reason.as_str()), ("True", "InvalidSpec"));
+        assert!(message.starts_with("spec.regions[0].endpoint"), "{message}");
     }
 
     #[tokio::test]

@@ -65,6 +65,8 @@ fn rendered_config_passes_the_real_check_config() {
         &render::RenderContext {
             edge_image: "e",
             credentials: Some(&Default::default()),
+            origin_secrets: &render::NO_SECRETS,
+            shield_token: None,
         },
     );
     // (credentials map is empty → render error naming the field, not a panic)
@@ -82,6 +84,8 @@ fn rendered_config_passes_the_real_check_config() {
         &render::RenderContext {
             edge_image: "e",
             credentials: None,
+            origin_secrets: &render::NO_SECRETS,
+            shield_token: None,
         },
     )
     .expect("renders");
@@ -117,6 +121,8 @@ fn rendered_key_groups_and_headers_pass_the_real_check_config() {
             &render::RenderContext {
                 edge_image: "e",
                 credentials: Some(&c),
+                origin_secrets: &render::NO_SECRETS,
+                shield_token: None,
             },
         )
         .expect("renders");

@@ -2316,3 +2316,202 @@ async fn every_region_failure_has_its_reason_and_an_event() {
     .await;
     delete_namespaces(&client, &[&ns]).await;
 }
+
+// ---- HTTP origins, Secret-backed headers, failover, origin shield ----
+
+/// The API server compiles and enforces the origin rules, and the real operator renders an HTTP
+/// origin with a Secret-backed header and CA, failover, and an origin shield: the child region
+/// fetches through the shield's Service and falls back to the real origin, and no secret value
+/// is ever in a ConfigMap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_origin_with_secret_headers_and_an_origin_shield() {
+    let Some(path) = kubeconfig_path() else {
+        return;
+    };
+    let (client, _) = connect(&path).await;
+    install_crd(&client).await;
+    let ns = unique_namespace("http");
+    create_namespaces(&client, &[&ns]).await;
+
+    let http = json!({"http": {"url": "https://origin.example.com"}});
+    let rejected = [
+        (
+            json!({"origin": {"s3": {"bucket": "assets"}, "http": {"url": "https://o.example"}}}),
+            "set exactly one of spec.origin.s3 and spec.origin.http",
+        ),
+        (
+            json!({"origin": {"customHeaders": [{"name": "X-A", "value": "b"}]}}),
+            "set exactly one of spec.origin.s3 and spec.origin.http",
+        ),
+        (
+            json!({"origin": {"http": {"url": "https://o.example/?a=b"}}}),
+            "url must start with http:// or https:// and contain no '?' or '#'",
+        ),
+        (
+            json!({"origin": {"http": {"url": "origin.example.com"}}}),
+            "url must start with http:// or https://",
+        ),
+        (
+            json!({"origin": {"http": {"url": "https://o.example"}, "customHeaders": [
+                {"name": "X-A", "value": "b", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}}),
+            "customHeaders: set exactly one of value and valueFrom",
+        ),
+        (
+            json!({"originShield": {"region": "nope"}}),
+            "spec.originShield.region must be the name of an entry of spec.regions",
+        ),
+    ];
+    let raw = Api::<kube::api::DynamicObject>::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::api::ApiResource::erase::<Distribution>(&()),
+    );
+    for (i, (patch, want)) in rejected.into_iter().enumerate() {
+        let mut spec = json!({"origin": {}, "regions": [{"name": "a"}]});
+        if patch.get("origin").is_none() {
+            spec["origin"] = http.clone();
+        }
+        merge(&mut spec, &patch);
+        let obj: kube::api::DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "kubefront.io/v1alpha1", "kind": "Distribution",
+            "metadata": {"name": format!("bad-{i}")}, "spec": spec
+        }))
+        .expect("dynamic");
+        let err = raw
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect_err(&format!("case {i} must be rejected"));
+        let msg = err.to_string();
+        assert!(msg.contains(want), "case {i}: expected {want:?} in {msg}");
+    }
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for (name, key, value) in [
+        ("origin-auth", "token", "e2e-origin-secret-value"),
+        (
+            "origin-ca",
+            "ca.crt",
+            "-----BEGIN CERTIFICATE-----\nE2E\n-----END CERTIFICATE-----\n",
+        ),
+    ] {
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(
+                    json!({"metadata": {"name": name}, "stringData": {key: value}}),
+                )
+                .expect("secret"),
+            )
+            .await
+            .expect("create secret");
+    }
+    let (_operator, _port) = start_operator(&path, &ns).await;
+    let dists: Api<Distribution> = Api::namespaced(client.clone(), &ns);
+    let dist: Distribution = serde_json::from_value(json!({
+        "apiVersion": "kubefront.io/v1alpha1", "kind": "Distribution",
+        "metadata": {"name": "cdn"},
+        "spec": {
+            "origin": {
+                "http": {"url": "https://origin.example.com/site", "tls": {"caSecretRef": {"name": "origin-ca"}}},
+                "customHeaders": [{"name": "X-Origin-Secret", "valueFrom": {"secretKeyRef": {"name": "origin-auth", "key": "token"}}}],
+                "failover": {"secondary": {"s3": {"bucket": "assets"}}}
+            },
+            "originShield": {"region": "shield"},
+            "regions": [{"name": "shield", "replicas": 1}, {"name": "child", "replicas": 1}]
+        }
+    }))
+    .expect("dist");
+    dists
+        .create(&PostParams::default(), &dist)
+        .await
+        .expect("create");
+    wait_region(&dists, "cdn", "child", "Applied", "True", None).await;
+    wait_region(&dists, "cdn", "shield", "Applied", "True", None).await;
+
+    let (child, _) = region_config(&client, &ns, "cdn-child")
+        .await
+        .expect("child config");
+    let (shield, _) = region_config(&client, &ns, "cdn-shield")
+        .await
+        .expect("shield config");
+    let shield_url = format!("http://cdn-shield.{ns}.svc:80");
+    assert_eq!(
+        child.origin.http.as_ref().map(|h| h.url.as_str()),
+        Some(shield_url.as_str())
+    );
+    let f = child.origin.failover.as_ref().expect("child failover");
+    assert_eq!(
+        f.secondary.http.as_ref().map(|h| h.url.as_str()),
+        Some("https://origin.example.com/site"),
+        "the child falls back to the real origin"
+    );
+    assert_eq!(f.status_codes, [500, 502, 503, 504]);
+    assert_eq!(
+        shield.origin.http.as_ref().map(|h| h.url.as_str()),
+        Some("https://origin.example.com/site")
+    );
+    assert_eq!(
+        shield
+            .origin
+            .failover
+            .as_ref()
+            .and_then(|f| f.secondary.s3.as_ref())
+            .map(|s| s.bucket.as_str()),
+        Some("assets"),
+        "the shield keeps the spec's failover"
+    );
+
+    let token_secret = secrets
+        .get("cdn.origin-shield")
+        .await
+        .expect("shield token Secret");
+    assert_eq!(
+        token_secret
+            .metadata
+            .owner_references
+            .as_ref()
+            .map(|o| o[0].name.as_str()),
+        Some("cdn")
+    );
+    let token = token_secret.data.as_ref().expect("data")["shield-token"].clone();
+    for region in ["cdn-child", "cdn-shield"] {
+        let mirror = secrets.get(region).await.expect("mirrored Secret");
+        let data = mirror.data.expect("data");
+        assert_eq!(data["origin-header-0"].0, b"e2e-origin-secret-value");
+        assert_eq!(data["shield-token"], token);
+        assert!(data.contains_key("origin-ca.crt"));
+        let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .get(region)
+            .await
+            .expect("cm");
+        let text = &cm.data.expect("data")["edge.yaml"];
+        assert!(!text.contains("e2e-origin-secret-value"), "{text}");
+        assert!(!text.contains(std::str::from_utf8(&token.0).expect("hex")));
+        let dep = Api::<Deployment>::namespaced(client.clone(), &ns)
+            .get(region)
+            .await
+            .expect("deployment");
+        let pod = dep.spec.template.spec.expect("pod");
+        let mount = pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.name == "origin-secrets")
+            .expect("origin-secrets mount");
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            ("/etc/kubefront-origin", Some(true))
+        );
+    }
+
+    dists
+        .delete("cdn", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for("Distribution gone", Duration::from_secs(120), || {
+        let dists = dists.clone();
+        async move { dists.get_opt("cdn").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    delete_namespaces(&client, &[&ns]).await;
+}

@@ -5,6 +5,7 @@ pub mod edge_config;
 pub mod lease;
 pub mod metrics;
 pub mod ownership;
+pub mod placement;
 pub mod prune;
 pub mod reconcile;
 pub mod regions;

@@ -627,6 +627,44 @@ mod tests {
     }
 
     #[test]
+    fn a_remote_region_gets_the_same_autoscaler_marked_by_uid() {
+        let mut d = fixtures::placed();
+        d.spec.regions[1].autoscaling = d.spec.regions[0].autoscaling.clone();
+        d.spec.regions[1].pod = d.spec.regions[0].pod.clone();
+        let cfg = edge_config(&d.spec, &KeySecrets::new()).expect("valid");
+        let c = creds();
+        let o = render_region(
+            &d,
+            &d.spec.regions[1],
+            &cfg,
+            &RenderContext {
+                edge_image: "e",
+                credentials: Some(&c),
+            },
+        )
+        .expect("renders");
+        assert_eq!(o.deployment.spec.replicas, None);
+        for meta in [
+            &o.autoscaler.as_ref().expect("hpa").metadata,
+            &o.service_account.as_ref().expect("sa").metadata,
+        ] {
+            assert_eq!(meta.namespace.as_deref(), Some("kubefront-edge"));
+            assert_eq!(
+                meta.owner_references, None,
+                "no owner references across clusters"
+            );
+            assert_eq!(
+                meta.annotations
+                    .as_ref()
+                    .and_then(|a| a.get(ANNOTATION_DISTRIBUTION_UID))
+                    .map(String::as_str),
+                Some("uid-site"),
+                "what prune and cleanup go by"
+            );
+        }
+    }
+
+    #[test]
     fn pod_settings_appear_in_the_deployment_with_region_overrides() {
         let o = render_placed(0);
         let tpl = &o.deployment.spec.template;

@@ -1113,6 +1113,11 @@ mod tests {
                 serde_json::json!({"minReplicas": 3, "maxReplicas": 3})
         });
         assert_eq!(ok, "", "min == max is a fixed size");
+        let ok = cel_errors(|o| {
+            o["spec"]["regions"][1]["pod"] =
+                serde_json::json!({"serviceAccount": {"name": "edge.sa-1"}})
+        });
+        assert_eq!(ok, "", "a DNS-1123 subdomain");
     }
 
     #[test]

@@ -790,9 +790,9 @@ pub struct RegionSpec {
     pub resources: Option<ResourceRequirements>,
     #[serde(default)]
     pub service: ServiceSpec,
-    /// Scale the region's Deployment with a HorizontalPodAutoscaler (autoscaling/v2) on CPU;
-    /// while set, `replicas` is only the size the Deployment starts with and the operator
-    /// leaves the replica count to the autoscaler.
+    /// Scale the region's Deployment with a HorizontalPodAutoscaler (autoscaling/v2) on CPU.
+    /// While set, `replicas` is not applied: the count is the autoscaler's (a new Deployment
+    /// starts at `minReplicas`, an existing one keeps its count within the bounds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingSpec>,
     /// Pod settings of this region; each field set here replaces the same field of

@@ -782,6 +782,7 @@ pub struct RegionSpec {
     #[schemars(length(min = 1, max = 63))]
     #[x_kube(validation = Rule::new(format!("self.matches('{DNS1123_LABEL}')")).message("namespace must be a DNS-1123 label"))]
     pub namespace: Option<String>,
+    /// Edge pods of the region (default 2); not applied while `autoscaling` is set.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: i32,

@@ -2504,14 +2504,23 @@ async fn autoscaled_regions_are_not_fought_and_carry_their_pod_settings() {
     })
     .await;
 
-    // The autoscaler changes the count; three reconciles later each value is still there.
+    // The autoscaler changes the count; three reconciles later each value is still there,
+    // and the Deployment was not written at all.
+    let deployment_writes = || metric(port, "kubefront_operator_writes_total{kind=\"Deployment\"}");
     for replicas in [5, 3] {
+        let before = deployment_writes().await;
+        assert!(before > 0.0, "the Deployment's writes are counted");
         scale_like_an_autoscaler(&deps, replicas).await;
         reconciles(port, 3.0).await;
         assert_eq!(
             replicas_of(&deps).await,
             Some(replicas),
             "the operator reset the autoscaler's count"
+        );
+        assert_eq!(
+            deployment_writes().await,
+            before,
+            "the Deployment was written"
         );
         let d = dists.get("site").await.expect("dist");
         let st = d.status.as_ref().and_then(|s| s.regions.first());

@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::core::cel::Rule;
 use kube::{CustomResource, KubeSchema};
@@ -33,6 +35,10 @@ pub const PATH_PATTERN_REGEX: &str = r#"^[A-Za-z0-9_.*$/~"'@:+?&%=-]{1,255}$"#;
 
 /// DNS-1123 label, the form of region names and namespaces.
 pub const DNS1123_LABEL: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
+/// DNS-1123 subdomain, the form of ServiceAccount names.
+pub const DNS1123_SUBDOMAIN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// Name of a trusted key group (what behaviors refer to).
 pub const KEY_GROUP_NAME_PATTERN: &str = "^[A-Za-z0-9_-]{1,63}$";
@@ -236,6 +242,10 @@ pub struct DistributionSpec {
     /// balancer; absent = the TCP peer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<ClientIpSpec>,
+    /// Pod settings of every region (scheduling, identity, pod metadata, pull secrets); a
+    /// region's `pod` replaces single fields of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<EdgePodSpec>,
 }
 
 /// A CloudFront trusted key group whose public keys live in a Secret.
@@ -967,6 +977,7 @@ pub struct RegionSpec {
     #[schemars(length(min = 1, max = 63))]
     #[x_kube(validation = Rule::new(format!("self.matches('{DNS1123_LABEL}')")).message("namespace must be a DNS-1123 label"))]
     pub namespace: Option<String>,
+    /// Edge pods of the region (default 2); not applied while `autoscaling` is set.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: i32,
@@ -975,6 +986,93 @@ pub struct RegionSpec {
     pub resources: Option<ResourceRequirements>,
     #[serde(default)]
     pub service: ServiceSpec,
+    /// Scale the region's Deployment with a HorizontalPodAutoscaler (autoscaling/v2) on CPU.
+    /// While set, `replicas` is not applied: the count is the autoscaler's (a new Deployment
+    /// starts at `minReplicas`, an existing one keeps its count within the bounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+    /// Pod settings of this region; each field set here replaces the same field of
+    /// `spec.pod` as a whole (lists and maps are not merged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<EdgePodSpec>,
+}
+
+/// CPU-based horizontal autoscaling of a region.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.maxReplicas >= self.minReplicas").message("autoscaling.maxReplicas must not be less than autoscaling.minReplicas").field_path(".maxReplicas").reason(kube::core::cel::Reason::FieldValueInvalid))]
+pub struct AutoscalingSpec {
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_replicas: i32,
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+    /// Average CPU use, in percent of the edge container's CPU request, the autoscaler keeps
+    /// pods at (default 80). Needs a CPU request (the default resources have one).
+    #[serde(
+        default = "default_target_cpu",
+        rename = "targetCPUUtilizationPercentage"
+    )]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
+}
+
+fn default_target_cpu() -> i32 {
+    80
+}
+
+/// Scheduling, identity and metadata of the edge pods. At `spec.pod` the defaults of every
+/// region; at `spec.regions[].pod` one region's overrides.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgePodSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub tolerations: Option<Vec<Toleration>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Default (when neither level sets it): spread the region's pods across zones
+    /// (`topology.kubernetes.io/zone`) and nodes (`kubernetes.io/hostname`), best effort
+    /// (`ScheduleAnyway`). `[]` turns spreading off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8))]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub priority_class_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<ServiceAccountSpec>,
+    /// Added to the pod template; the operator's own annotations (`kubefront.io/...`) cannot
+    /// be set here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_annotations: Option<BTreeMap<String, String>>,
+    /// Added to the pod template; the labels the operator selects pods by
+    /// (`kubefront.io/...`, `app.kubernetes.io/managed-by|name|instance`) cannot be set here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8))]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+}
+
+/// The identity edge pods run as (for cloud workload identity: IRSA, EKS Pod Identity, GKE
+/// Workload Identity). The API token is still not mounted into the edge container; identity
+/// webhooks project their own token.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.name) && has(self.annotations))").message("serviceAccount.annotations apply only to the ServiceAccount the operator creates: leave serviceAccount.name unset, or annotate your own ServiceAccount").field_path(".annotations").reason(kube::core::cel::Reason::FieldValueForbidden))]
+pub struct ServiceAccountSpec {
+    /// An existing ServiceAccount in the region's namespace, used as it is (never created,
+    /// changed or deleted). Unset: the operator creates `<distribution>-<region>` there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{DNS1123_SUBDOMAIN}')")).message("serviceAccount.name must be a DNS-1123 subdomain"))]
+    pub name: Option<String>,
+    /// On the ServiceAccount the operator creates, e.g.
+    /// `eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/edge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
 fn default_replicas() -> i32 {
@@ -1222,6 +1320,35 @@ mod tests {
     }
 
     #[test]
+    fn placed_example_passes_every_cel_rule_and_round_trips() {
+        let d = fixtures::placed();
+        let placed = serde_json::to_value(&d).expect("json");
+        assert_eq!(cel_errors(|o| *o = placed.clone()), "");
+        let back: Distribution = serde_json::from_value(placed).expect("parse");
+        assert_eq!(back, d);
+        let auto = back.spec.regions[0]
+            .autoscaling
+            .as_ref()
+            .expect("autoscaling");
+        assert_eq!(auto.target_cpu_utilization_percentage, 70);
+        let json = serde_json::to_value(auto).expect("json");
+        assert!(
+            json.get("targetCPUUtilizationPercentage").is_some(),
+            "the field name users write: {json}"
+        );
+        let ok = cel_errors(|o| {
+            o["spec"]["regions"][0]["autoscaling"] =
+                serde_json::json!({"minReplicas": 3, "maxReplicas": 3})
+        });
+        assert_eq!(ok, "", "min == max is a fixed size");
+        let ok = cel_errors(|o| {
+            o["spec"]["regions"][1]["pod"] =
+                serde_json::json!({"serviceAccount": {"name": "edge.sa-1"}})
+        });
+        assert_eq!(ok, "", "a DNS-1123 subdomain");
+    }
+
+    #[test]
     fn cel_rules_reject_bad_specs_naming_the_field() {
         type Mutation = Box<dyn FnOnce(&mut serde_json::Value)>;
         let cases: Vec<(&str, Mutation)> = vec![
@@ -1264,6 +1391,26 @@ mod tests {
             (
                 "metadata.name must be a DNS-1035 label",
                 Box::new(|o| o["metadata"]["name"] = "1site".into()),
+            ),
+            (
+                "autoscaling.maxReplicas must not be less than autoscaling.minReplicas",
+                Box::new(|o| {
+                    o["spec"]["regions"][0]["autoscaling"] =
+                        serde_json::json!({"minReplicas": 5, "maxReplicas": 2})
+                }),
+            ),
+            (
+                "serviceAccount.annotations apply only to the ServiceAccount the operator creates",
+                Box::new(
+                    |o| o["spec"]["pod"] = serde_json::json!({"serviceAccount": {"name": "edge", "annotations": {"a": "b"}}}),
+                ),
+            ),
+            (
+                "serviceAccount.name must be a DNS-1123 subdomain",
+                Box::new(|o| {
+                    o["spec"]["regions"][1]["pod"] =
+                        serde_json::json!({"serviceAccount": {"name": "Edge_SA"}})
+                }),
             ),
         ];
         for (want, mutate) in cases {

@@ -63,6 +63,44 @@ pub fn example() -> Distribution {
     distribution("site", "web", spec(EXAMPLE_SPEC))
 }
 
+/// Autoscaling and placement additions to the example: pod defaults for every region
+/// (`spec.pod`), and the local region autoscaled with its own node selector, tolerations,
+/// priority and a ServiceAccount the operator creates for IRSA.
+pub const PLACED_SPEC_EXTRA: &str = r#"
+pod:
+  nodeSelector: {kubefront.io/pool: edge}
+  priorityClassName: edge-default
+  podAnnotations: {prometheus.io/scrape: "true"}
+  podLabels: {team: cdn}
+  imagePullSecrets: [{name: registry-creds}]
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+          - matchExpressions: [{key: kubernetes.io/arch, operator: In, values: [amd64, arm64]}]
+"#;
+
+/// The local region of [`placed`]: what it overrides.
+pub const PLACED_LOCAL_REGION: &str = r#"
+name: local
+replicas: 2
+autoscaling: {minReplicas: 2, maxReplicas: 10, targetCPUUtilizationPercentage: 70}
+pod:
+  nodeSelector: {node.kubernetes.io/instance-type: c7g.large}
+  tolerations: [{key: dedicated, operator: Equal, value: edge, effect: NoSchedule}]
+  priorityClassName: edge-critical
+  serviceAccount:
+    annotations: {eks.amazonaws.com/role-arn: "arn:aws:iam::111122223333:role/edge"}
+"#;
+
+/// `web/site` with autoscaling and pod settings ([`PLACED_SPEC_EXTRA`],
+/// [`PLACED_LOCAL_REGION`]); the remote region keeps the defaults.
+pub fn placed() -> Distribution {
+    let mut spec = spec(&format!("{EXAMPLE_SPEC}{PLACED_SPEC_EXTRA}"));
+    spec.regions[0] = serde_yaml::from_str(PLACED_LOCAL_REGION).expect("region parses");
+    distribution("site", "web", spec)
+}
+
 /// Test-only public keys (generated with `openssl genpkey`; the private halves were discarded,
 /// so nothing can be signed with them): an EC P-256 key, an RSA-2048 key, and an RSA-1024 key
 /// the edge must refuse.

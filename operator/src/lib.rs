@@ -6,6 +6,7 @@ pub mod lease;
 pub mod metrics;
 pub mod origin;
 pub mod ownership;
+pub mod placement;
 pub mod prune;
 pub mod reconcile;
 pub mod regions;

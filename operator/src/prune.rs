@@ -2,7 +2,8 @@
 //! and on deletion. Only objects carrying this Distribution's UID are deleted.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
@@ -14,8 +15,8 @@ use crate::render::{LABEL_DISTRIBUTION, LABEL_DISTRIBUTION_NAMESPACE, LABEL_REGI
 use crate::sync::{delete_owned, SyncError};
 use crate::target::StaleTarget;
 
-/// Deletes every object of the region at `target` (Deployment first, so pods stop before
-/// their config goes). Returns how many objects were deleted.
+/// Deletes every object of the region at `target` (the autoscaler, then the Deployment, so
+/// pods stop before their config and identity go). Returns how many objects were deleted.
 pub async fn delete_target(
     client: &Client,
     dist: &Distribution,
@@ -24,6 +25,13 @@ pub async fn delete_target(
 ) -> Result<usize, SyncError> {
     let (ns, name) = (target.namespace.as_str(), target.name.as_str());
     let deleted = [
+        delete_owned::<HorizontalPodAutoscaler>(
+            &Api::namespaced(client.clone(), ns),
+            name,
+            dist,
+            metrics,
+        )
+        .await?,
         delete_owned::<Deployment>(&Api::namespaced(client.clone(), ns), name, dist, metrics)
             .await?,
         delete_owned::<PodDisruptionBudget>(
@@ -37,6 +45,8 @@ pub async fn delete_target(
         delete_owned::<ConfigMap>(&Api::namespaced(client.clone(), ns), name, dist, metrics)
             .await?,
         delete_owned::<Secret>(&Api::namespaced(client.clone(), ns), name, dist, metrics).await?,
+        delete_owned::<ServiceAccount>(&Api::namespaced(client.clone(), ns), name, dist, metrics)
+            .await?,
     ];
     Ok(deleted.iter().filter(|d| **d).count())
 }

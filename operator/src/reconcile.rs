@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use futures::channel::mpsc;
 use futures::{future, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use k8s_openapi::ByteString;
@@ -24,6 +25,7 @@ use serde::de::DeserializeOwned;
 use crate::crd::{Distribution, DistributionStatus, RegionSpec, RegionStatus, RegionTarget};
 use crate::lease::Leadership;
 use crate::metrics::Metrics;
+use crate::placement;
 use crate::prune;
 use crate::regions::{RegionError, Regions, RemoteClient};
 use crate::render::{
@@ -830,9 +832,19 @@ async fn apply_region_objects(
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let autoscalers: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
     // Every live object first: if any is not ours, nothing at all is written in the region.
     let live_secret = match &objs.secret {
         Some(s) => fetch(&secrets, s).await.map_err(sync_failure)?,
+        None => None,
+    };
+    let live_sa = match &objs.service_account {
+        Some(s) => fetch(&accounts, s).await.map_err(sync_failure)?,
+        None => None,
+    };
+    let live_hpa = match &objs.autoscaler {
+        Some(h) => fetch(&autoscalers, h).await.map_err(sync_failure)?,
         None => None,
     };
     let live_cm = fetch(&config_maps, &objs.config_map)
@@ -851,6 +863,8 @@ async fn apply_region_objects(
         conflict(live_svc.as_ref(), dist, r),
         conflict(live_pdb.as_ref(), dist, r),
         conflict(live_dep.as_ref(), dist, r),
+        conflict(live_sa.as_ref(), dist, r),
+        conflict(live_hpa.as_ref(), dist, r),
     ]
     .into_iter()
     .flatten()
@@ -900,14 +914,76 @@ async fn apply_region_objects(
     {
         written.push("PodDisruptionBudget");
     }
-    let dep: Synced<Deployment> = sync(&deployments, &objs.deployment, live_dep, dist, r, metrics)
-        .await
-        .map_err(sync_failure)?;
+    match &objs.service_account {
+        Some(sa) => {
+            if sync(&accounts, sa, live_sa, dist, r, metrics)
+                .await
+                .map_err(sync_failure)?
+                .written
+            {
+                written.push("ServiceAccount");
+            }
+        }
+        None => {
+            // An existing ServiceAccount named in the spec, or none: drop the one created.
+            if delete_owned(&accounts, &target.name, dist, metrics)
+                .await
+                .map_err(sync_failure)?
+            {
+                written.push("ServiceAccount(deleted)");
+            }
+        }
+    }
+    // Without autoscaling the Deployment's count is applied again: the autoscaler goes
+    // first so it cannot scale the Deployment after that.
+    if objs.autoscaler.is_none()
+        && delete_owned(&autoscalers, &target.name, dist, metrics)
+            .await
+            .map_err(sync_failure)?
+    {
+        written.push("HorizontalPodAutoscaler(deleted)");
+    }
+    if let (Some(auto), Some(live)) = (&region.autoscaling, &live_dep) {
+        if hold_replicas(&deployments, live, auto, metrics).await? {
+            written.push("Deployment(replicas)");
+        }
+    }
+    let mut dep: Synced<Deployment> =
+        sync(&deployments, &objs.deployment, live_dep, dist, r, metrics)
+            .await
+            .map_err(sync_failure)?;
     if dep.written {
         written.push("Deployment");
     }
+    if let Some(auto) = &region.autoscaling {
+        // Just created (no count yet): start at the autoscaler's minimum.
+        if hold_replicas(&deployments, &dep.object, auto, metrics).await? {
+            written.push("Deployment(replicas)");
+            if let Some(now) = deployments.get_opt(&target.name).await.map_err(|source| {
+                sync_failure(SyncError::Api {
+                    kind: "Deployment",
+                    source,
+                })
+            })? {
+                dep.object = now;
+            }
+        }
+    }
+    if let Some(hpa) = &objs.autoscaler {
+        if sync(&autoscalers, hpa, live_hpa, dist, r, metrics)
+            .await
+            .map_err(sync_failure)?
+            .written
+        {
+            written.push("HorizontalPodAutoscaler");
+        }
+    }
 
-    let replicas = region.replicas;
+    // Under an autoscaler the region wants what the autoscaler last set.
+    let replicas = match &region.autoscaling {
+        Some(a) => dep.object.spec.replicas.unwrap_or(a.min_replicas),
+        None => region.replicas,
+    };
     let st = dep.object.status.unwrap_or_default();
     let ready = st.ready_replicas.unwrap_or(0);
     let current =
@@ -941,6 +1017,36 @@ async fn apply_region_objects(
         endpoint: format!("http://{}.{ns}.svc:{}", target.name, render::SERVICE_PORT),
         written,
     })
+}
+
+/// With autoscaling on, makes [`placement::REPLICAS_MANAGER`] hold the Deployment's replica
+/// count when only the operator's main field manager (or nobody) does, so the apply without
+/// a count that follows keeps it. Returns whether it wrote.
+async fn hold_replicas(
+    api: &Api<Deployment>,
+    live: &Deployment,
+    auto: &crate::crd::AutoscalingSpec,
+    metrics: &Metrics,
+) -> Result<bool, RegionFailure> {
+    let Some(replicas) = placement::replicas_to_hold(live, auto) else {
+        return Ok(false);
+    };
+    let name = live.name_any();
+    let ns = live.namespace().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(placement::REPLICAS_MANAGER).force(),
+        &Patch::Apply(&placement::replicas_patch(&name, &ns, replicas)),
+    )
+    .await
+    .map_err(|source| {
+        sync_failure(SyncError::Api {
+            kind: "Deployment",
+            source,
+        })
+    })?;
+    metrics.write("Deployment");
+    Ok(true)
 }
 
 /// Which config the region's pods run. Asked of the pods unless nothing could have changed

@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecretVolumeSource,
-    SecurityContext, Service, ServicePort, ServiceSpec as K8sServiceSpec, Volume, VolumeMount,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    Secret, SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServiceAccount,
+    ServicePort, ServiceSpec as K8sServiceSpec, SleepAction, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -29,6 +31,7 @@ pub use crate::edge_config::{
 };
 use crate::origin::{ORIGIN_SECRETS_DIR, SHIELD_TOKEN_KEY};
 use crate::ownership::ANNOTATION_DISTRIBUTION_UID;
+use crate::placement;
 
 /// Field manager for every server-side apply.
 pub const FIELD_MANAGER: &str = "kubefront-operator";
@@ -59,6 +62,15 @@ pub const ADMIN_PORT: i32 = 9090;
 pub const SERVICE_PORT: i32 = 80;
 /// The distroless `nonroot` user both images run as.
 pub const RUN_AS_UID: i64 = 65532;
+/// How long a terminating edge pod keeps serving before it is sent SIGTERM. Once a pod is
+/// marked terminating, the EndpointSlice controller, kube-proxy on every node and external
+/// load balancers drop it within a few seconds; an edge that stopped listening earlier would
+/// refuse viewers still sent to it. The edge closes its listeners at SIGTERM (then drains for
+/// `server.shutdownGrace`), so the sleep comes first, as a preStop hook (the distroless image
+/// has no `sleep` binary: the kubelet's own sleep action).
+pub const PRE_STOP_SLEEP_SECONDS: i64 = 10;
+/// Extra time after preStop + drain before the kubelet kills the container.
+pub const TERMINATION_MARGIN_SECONDS: i64 = 10;
 /// Keys of the origin credentials Secret and the env vars they become.
 pub const CREDENTIAL_KEYS: [(&str, &str); 2] = [
     ("accessKeyId", "AWS_ACCESS_KEY_ID"),
@@ -73,6 +85,11 @@ pub struct RegionObjects {
     pub service: Service,
     pub pdb: PodDisruptionBudget,
     pub deployment: Deployment,
+    /// Present while `autoscaling` is set; the Deployment then carries no replica count.
+    pub autoscaler: Option<HorizontalPodAutoscaler>,
+    /// The ServiceAccount the operator creates for the pods (`pod.serviceAccount` without a
+    /// name); applied before the Deployment.
+    pub service_account: Option<ServiceAccount>,
     /// Hash of the rendered edge config (on the ConfigMap; what updated edges report).
     pub config_hash: String,
 }
@@ -371,6 +388,7 @@ pub fn render_region(
     cfg: &EdgeConfig,
     ctx: &RenderContext<'_>,
 ) -> Result<RegionObjects, RenderError> {
+    placement::check_region(dist, region)?;
     let name = object_name(dist, &region.name);
     let config_yaml = cfg.to_yaml();
     let config_hash = content_hash(&[config_yaml.as_bytes()]);
@@ -456,6 +474,7 @@ pub fn render_region(
         volumes.push(v);
     }
 
+    let pod = placement::effective_pod(dist, region);
     let resources = region
         .resources
         .clone()
@@ -483,6 +502,15 @@ pub fn render_region(
         ]),
         env: (!env.is_empty()).then_some(env),
         resources: Some(resources),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: PRE_STOP_SLEEP_SECONDS,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         liveness_probe: Some(probe("/healthz", 10, 3)),
         readiness_probe: Some(probe("/readyz", 5, 2)),
         volume_mounts: Some(volume_mounts),
@@ -500,11 +528,20 @@ pub fn render_region(
         }),
         ..Default::default()
     };
-    let pod_labels = labels(dist, &region.name);
+    // The user's pod labels and annotations (checked not to name the operator's own), with
+    // the operator's winning.
+    let mut pod_labels = pod.pod_labels.clone().unwrap_or_default();
+    pod_labels.extend(labels(dist, &region.name));
+    let mut user_annotations = pod.pod_annotations.clone().unwrap_or_default();
+    user_annotations.extend(pod_annotations);
+    let pod_annotations = user_annotations;
+    let grace = cfg.server.shutdown_grace.as_duration().as_secs() as i64;
     let deployment = Deployment {
         metadata: meta(dist, region),
         spec: DeploymentSpec {
-            replicas: Some(region.replicas),
+            // Under an autoscaler the count is not the operator's to apply (see
+            // `placement::REPLICAS_MANAGER`).
+            replicas: region.autoscaling.is_none().then_some(region.replicas),
             selector: LabelSelector {
                 match_labels: Some(selector.clone()),
                 ..Default::default()
@@ -527,8 +564,18 @@ pub fn render_region(
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(
-                        cfg.server.shutdown_grace.as_duration().as_secs() as i64 + 10,
+                        PRE_STOP_SLEEP_SECONDS + grace + TERMINATION_MARGIN_SECONDS,
                     ),
+                    service_account_name: placement::service_account_name(&pod, &name),
+                    node_selector: pod.node_selector.clone(),
+                    tolerations: pod.tolerations.clone(),
+                    affinity: pod.affinity.clone(),
+                    topology_spread_constraints: Some(placement::spread_constraints(
+                        &pod, &selector,
+                    ))
+                    .filter(|c| !c.is_empty()),
+                    priority_class_name: pod.priority_class_name.clone(),
+                    image_pull_secrets: pod.image_pull_secrets.clone(),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         run_as_user: Some(RUN_AS_UID),
@@ -590,6 +637,11 @@ pub fn render_region(
         service,
         pdb,
         deployment,
+        autoscaler: region
+            .autoscaling
+            .as_ref()
+            .map(|a| placement::autoscaler(a, meta(dist, region))),
+        service_account: placement::service_account(&pod, meta(dist, region)),
         config_hash,
     })
 }
@@ -661,7 +713,245 @@ mod tests {
             out.push_str("---\n");
             out.push_str(&d.expect("yaml"));
         }
+        // Only where the spec asks for them, so the other snapshots stay as they were.
+        let optional = [
+            o.service_account.as_ref().map(serde_yaml::to_string),
+            o.autoscaler.as_ref().map(serde_yaml::to_string),
+        ];
+        for d in optional.into_iter().flatten() {
+            out.push_str("---\n");
+            out.push_str(&d.expect("yaml"));
+        }
         out
+    }
+
+    fn render_placed(idx: usize) -> RegionObjects {
+        let d = fixtures::placed();
+        let cfg = edge_config(&d.spec, &KeySecrets::new()).expect("valid");
+        let c = creds();
+        render_region(
+            &d,
+            &d.spec.regions[idx],
+            &cfg,
+            &RenderContext {
+                edge_image: "kubefront/edge:0.1.0",
+                credentials: Some(&c),
+                origin_secrets: &NO_SECRETS,
+                shield_token: None,
+            },
+        )
+        .expect("renders")
+    }
+
+    #[test]
+    fn autoscaled_region_snapshot() {
+        snapshot("autoscaled-local-region.yaml", &yaml(&render_placed(0)));
+    }
+
+    #[test]
+    fn an_autoscaled_region_gets_an_hpa_and_no_replica_count() {
+        let o = render_placed(0);
+        assert_eq!(o.deployment.spec.replicas, None, "the HPA's to set");
+        let hpa = o.autoscaler.as_ref().expect("hpa");
+        assert_eq!(hpa.metadata.name.as_deref(), Some("site-local"));
+        assert_eq!(
+            (hpa.spec.min_replicas, hpa.spec.max_replicas),
+            (Some(2), 10)
+        );
+        assert_eq!(
+            hpa.spec.metrics.as_ref().and_then(|m| m[0]
+                .resource
+                .as_ref()
+                .and_then(|r| r.target.average_utilization)),
+            Some(70)
+        );
+        assert_eq!(
+            hpa.metadata.owner_references, o.deployment.metadata.owner_references,
+            "owned (and pruned) like every object of the region"
+        );
+        assert_eq!(hpa.metadata.labels, o.deployment.metadata.labels);
+        let remote = render_placed(1);
+        assert!(remote.autoscaler.is_none());
+        assert_eq!(remote.deployment.spec.replicas, Some(3));
+    }
+
+    #[test]
+    fn a_remote_region_gets_the_same_autoscaler_marked_by_uid() {
+        let mut d = fixtures::placed();
+        d.spec.regions[1].autoscaling = d.spec.regions[0].autoscaling.clone();
+        d.spec.regions[1].pod = d.spec.regions[0].pod.clone();
+        let cfg = edge_config(&d.spec, &KeySecrets::new()).expect("valid");
+        let c = creds();
+        let o = render_region(
+            &d,
+            &d.spec.regions[1],
+            &cfg,
+            &RenderContext {
+                edge_image: "e",
+                credentials: Some(&c),
+                origin_secrets: &NO_SECRETS,
+                shield_token: None,
+            },
+        )
+        .expect("renders");
+        assert_eq!(o.deployment.spec.replicas, None);
+        for meta in [
+            &o.autoscaler.as_ref().expect("hpa").metadata,
+            &o.service_account.as_ref().expect("sa").metadata,
+        ] {
+            assert_eq!(meta.namespace.as_deref(), Some("kubefront-edge"));
+            assert_eq!(
+                meta.owner_references, None,
+                "no owner references across clusters"
+            );
+            assert_eq!(
+                meta.annotations
+                    .as_ref()
+                    .and_then(|a| a.get(ANNOTATION_DISTRIBUTION_UID))
+                    .map(String::as_str),
+                Some("uid-site"),
+                "what prune and cleanup go by"
+            );
+        }
+    }
+
+    #[test]
+    fn pod_settings_appear_in_the_deployment_with_region_overrides() {
+        let o = render_placed(0);
+        let tpl = &o.deployment.spec.template;
+        let pod = tpl.spec.as_ref().expect("pod");
+        let map = |kv: &[(&str, &str)]| -> Option<BTreeMap<String, String>> {
+            Some(
+                kv.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        // The region's own values replace the defaults field by field...
+        assert_eq!(
+            pod.node_selector,
+            map(&[("node.kubernetes.io/instance-type", "c7g.large")])
+        );
+        assert_eq!(pod.priority_class_name.as_deref(), Some("edge-critical"));
+        assert_eq!(
+            pod.tolerations.as_ref().map(|t| t[0].key.clone()),
+            Some(Some("dedicated".into()))
+        );
+        assert_eq!(pod.service_account_name.as_deref(), Some("site-local"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        // ...and what it leaves unset comes from spec.pod.
+        assert!(pod
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .is_some());
+        assert_eq!(
+            pod.image_pull_secrets.as_ref().map(|s| s[0].name.clone()),
+            Some("registry-creds".into())
+        );
+        let meta = tpl.metadata.as_ref().expect("meta");
+        let labels = meta.labels.as_ref().expect("labels");
+        assert_eq!(labels.get("team").map(String::as_str), Some("cdn"));
+        assert_eq!(
+            labels.get(LABEL_REGION).map(String::as_str),
+            Some("local"),
+            "selector labels stay the operator's"
+        );
+        let ann = meta.annotations.as_ref().expect("annotations");
+        assert_eq!(
+            ann.get("prometheus.io/scrape").map(String::as_str),
+            Some("true")
+        );
+        assert!(ann.contains_key(ANNOTATION_RESTART_HASH));
+        // Default spread (none given): zones and nodes over the region's own pods.
+        let spread = pod.topology_spread_constraints.as_ref().expect("spread");
+        assert_eq!(spread.len(), 2);
+        assert_eq!(
+            spread[0]
+                .label_selector
+                .as_ref()
+                .and_then(|s| s.match_labels.clone()),
+            o.deployment.spec.selector.match_labels
+        );
+        // The ServiceAccount the operator creates carries the IRSA annotation.
+        let sa = o.service_account.as_ref().expect("sa");
+        assert_eq!(sa.metadata.name.as_deref(), Some("site-local"));
+        assert_eq!(
+            sa.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("eks.amazonaws.com/role-arn"))
+                .map(String::as_str),
+            Some("arn:aws:iam::111122223333:role/edge")
+        );
+        // The remote region only has the defaults, and no ServiceAccount.
+        let r = render_placed(1);
+        let rpod = r.deployment.spec.template.spec.as_ref().expect("pod");
+        assert_eq!(rpod.node_selector, map(&[("kubefront.io/pool", "edge")]));
+        assert_eq!(rpod.priority_class_name.as_deref(), Some("edge-default"));
+        assert_eq!(rpod.service_account_name, None);
+        assert!(r.service_account.is_none());
+    }
+
+    #[test]
+    fn terminating_pods_keep_serving_until_endpoints_drop_them() {
+        let o = render(0);
+        let pod = o.deployment.spec.template.spec.as_ref().expect("pod");
+        let sleep = pod.containers[0]
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .and_then(|h| h.sleep.as_ref())
+            .map(|s| s.seconds);
+        assert_eq!(sleep, Some(PRE_STOP_SLEEP_SECONDS));
+        let d = fixtures::example();
+        let cfg = edge_config(&d.spec, &KeySecrets::new()).expect("valid");
+        let drain = cfg.server.shutdown_grace.as_duration().as_secs() as i64;
+        assert!(
+            pod.termination_grace_period_seconds > Some(PRE_STOP_SLEEP_SECONDS + drain),
+            "the kubelet must not kill an edge still draining"
+        );
+        let rolling = o
+            .deployment
+            .spec
+            .strategy
+            .as_ref()
+            .and_then(|s| s.rolling_update.as_ref());
+        assert_eq!(
+            rolling.and_then(|r| r.max_unavailable.clone()),
+            Some(IntOrString::Int(0)),
+            "a new pod is ready before an old one stops"
+        );
+    }
+
+    #[test]
+    fn pod_labels_naming_the_operators_selector_are_refused_naming_the_field() {
+        let mut d = fixtures::placed();
+        if let Some(p) = d.spec.regions[0].pod.as_mut() {
+            p.pod_labels = Some(BTreeMap::from([(
+                LABEL_REGION.to_string(),
+                "x".to_string(),
+            )]));
+        }
+        let cfg = edge_config(&d.spec, &KeySecrets::new()).expect("valid");
+        let c = creds();
+        let err = render_region(
+            &d,
+            &d.spec.regions[0],
+            &cfg,
+            &RenderContext {
+                edge_image: "e",
+                credentials: Some(&c),
+                origin_secrets: &NO_SECRETS,
+                shield_token: None,
+            },
+        )
+        .expect_err("selector label");
+        assert_eq!(
+            (err.field.as_str(), err.reason),
+            ("spec.regions[0].pod.podLabels", REASON_INVALID_SPEC)
+        );
+        assert!(err.message.contains(LABEL_REGION), "{err}");
     }
 
     #[test]

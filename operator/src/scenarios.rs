@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use crate::crd::{Distribution, DistributionStatus};
 use crate::fixtures;
 use crate::metrics::Metrics;
+use crate::placement;
 use crate::reconcile::{self, Context};
 use crate::regions::{ClientFactory, Regions};
 use crate::render::{self, RegionObjects, RenderContext};
@@ -333,6 +334,42 @@ pub fn object_paths(ns: &str, name: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Paths of the objects a region has only with some settings (a ServiceAccount for
+/// `pod.serviceAccount`, an autoscaler for `autoscaling`), in the order the operator looks
+/// for them when they are not wanted (to delete its own).
+pub fn optional_paths(ns: &str, name: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "ServiceAccount",
+            format!("/api/v1/namespaces/{ns}/serviceaccounts/{name}"),
+        ),
+        (
+            "HorizontalPodAutoscaler",
+            format!("/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{name}"),
+        ),
+    ]
+}
+
+/// A region without those settings: the operator finds none of its optional objects.
+pub fn absent_at(ns: &str, name: &str) -> Vec<Expect> {
+    optional_paths(ns, name)
+        .into_iter()
+        .map(|(_, p)| expect(Method::GET, p, Reply::NotFound))
+        .collect()
+}
+
+/// [`absent_at`] for the region whose object paths are `paths`.
+fn absent(paths: &[(&'static str, String)]) -> Vec<Expect> {
+    let Some((_, first)) = paths.first() else {
+        return Vec::new();
+    };
+    let parts: Vec<&str> = first.split('/').collect();
+    match (parts.get(4), parts.last()) {
+        (Some(ns), Some(name)) => absent_at(ns, name),
+        _ => Vec::new(),
+    }
+}
+
 pub fn local_paths() -> Vec<(&'static str, String)> {
     object_paths("web", "site-local")
 }
@@ -496,20 +533,31 @@ mod tests {
 
     /// Expectations for a region whose objects do not exist yet: GET 404, then apply each.
     fn fresh(paths: Vec<(&'static str, String)>) -> Vec<Expect> {
-        paths
-            .into_iter()
-            .flat_map(|(_, p)| {
-                [
-                    expect(Method::GET, &p, Reply::NotFound),
-                    expect(Method::PATCH, &p, Reply::Echo),
-                ]
-            })
-            .collect()
+        let mut e = absent(&paths);
+        e.extend(paths.into_iter().flat_map(|(_, p)| {
+            [
+                expect(Method::GET, &p, Reply::NotFound),
+                expect(Method::PATCH, &p, Reply::Echo),
+            ]
+        }));
+        e
     }
 
     /// Expectations for a region whose objects are exactly as rendered: a GET and a dry-run
     /// apply (answering with the unchanged object) per object, no write.
     fn in_sync(paths: Vec<(&'static str, String)>, stored: Vec<Value>) -> Vec<Expect> {
+        let mut e = absent(&paths);
+        e.extend(paths.into_iter().zip(stored).flat_map(|((_, p), o)| {
+            [
+                expect(Method::GET, &p, Reply::Json(o.clone())),
+                expect(Method::PATCH, &p, Reply::Json(o)),
+            ]
+        }));
+        e
+    }
+
+    /// [`in_sync`] for the given objects only (no look for optional ones).
+    fn in_sync_objects(paths: Vec<(&'static str, String)>, stored: Vec<Value>) -> Vec<Expect> {
         paths
             .into_iter()
             .zip(stored)
@@ -581,7 +629,7 @@ mod tests {
         stored: Vec<Value>,
         changed: &[&str],
     ) -> Vec<Expect> {
-        let mut e = Vec::new();
+        let mut e = absent(&paths);
         for ((kind, p), o) in paths.into_iter().zip(stored) {
             e.push(expect(Method::GET, &p, Reply::Json(o.clone())));
             if changed.contains(&kind) {
@@ -937,6 +985,7 @@ mod tests {
         local.extend(in_sync(local_paths(), stored_objects(&full, 0, true)));
         local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
         let mut remote = Vec::new();
+        remote.extend(absent(&remote_paths()));
         for ((_, p), o) in remote_paths()
             .into_iter()
             .zip(stored_objects(&full, 1, true))
@@ -1013,10 +1062,12 @@ mod tests {
             Reply::Json(kubeconfig_secret()),
         )];
         let mut remote = Vec::new();
+        local.extend(absent(&local_paths()));
         for ((_, p), o) in local_paths().into_iter().zip(stored_objects(&d, 0, true)) {
             local.push(expect(Method::GET, &p, Reply::Json(o)));
             local.push(expect(Method::DELETE, &p, Reply::Json(ok.clone())));
         }
+        remote.extend(absent(&remote_paths()));
         for ((_, p), o) in remote_paths().into_iter().zip(stored_objects(&d, 1, true)) {
             remote.push(expect(Method::GET, &p, Reply::Json(o)));
             remote.push(expect(Method::DELETE, &p, Reply::Json(ok.clone())));
@@ -1052,13 +1103,15 @@ mod tests {
             KUBECONFIG,
             Reply::Json(kubeconfig_secret()),
         )];
+        local.extend(absent(&local_paths()));
         for ((_, p), o) in local_paths().into_iter().zip(stored_objects(&d, 0, true)) {
             local.push(expect(Method::GET, &p, Reply::Json(o)));
             local.push(expect(Method::DELETE, &p, Reply::Json(ok.clone())));
         }
         let remote = vec![expect(
             Method::GET,
-            &remote_paths()[4].1,
+            // Cleanup starts with the autoscaler.
+            &optional_paths("kubefront-edge", "site-eu-west")[1].1,
             Reply::Unreachable,
         )];
         let (local, mut remote) = with_discovery(local, remote);
@@ -1095,6 +1148,7 @@ mod tests {
             KUBECONFIG,
             Reply::Json(kubeconfig_secret()),
         )];
+        local.extend(absent(&local_paths()));
         for ((_, p), o) in local_paths().into_iter().zip(stored_objects(&d, 0, true)) {
             local.push(expect(Method::GET, &p, Reply::Json(o)));
             local.push(expect(Method::DELETE, &p, Reply::Json(ok.clone())));
@@ -1104,7 +1158,8 @@ mod tests {
         local.push(expect(Method::PATCH, DIST, Reply::Json(released)));
         let remote = vec![expect(
             Method::GET,
-            &remote_paths()[4].1,
+            // Cleanup starts with the autoscaler.
+            &optional_paths("kubefront-edge", "site-eu-west")[1].1,
             Reply::Unreachable,
         )];
         let (local, mut remote) = with_discovery(local, remote);
@@ -1461,6 +1516,7 @@ mod tests {
         ));
         local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
         let mut remote = fresh(object_paths("edge-2", "site-eu-west"));
+        remote.extend(absent(&remote_paths()));
         for ((_, p), o) in remote_paths()
             .into_iter()
             .zip(stored_objects(&full, 1, true))
@@ -1505,6 +1561,7 @@ mod tests {
                 "items": [ours.clone(), stranger]}),
             ),
         ));
+        local.extend(absent_at("web", "site-old"));
         for (kind, p) in object_paths("web", "site-old") {
             if kind == "ConfigMap" {
                 local.push(expect(Method::GET, &p, Reply::Json(ours.clone())));
@@ -1551,6 +1608,7 @@ mod tests {
                     "status": {"phase": "Terminating"}})),
             ),
         ];
+        local.extend(absent(&local_paths()));
         for ((_, p), o) in local_paths().into_iter().zip(stored_objects(&d, 0, true)) {
             local.push(expect(Method::GET, &p, Reply::Json(o)));
             local.push(expect(Method::DELETE, &p, deleted_ok()));
@@ -1564,5 +1622,270 @@ mod tests {
             .local
             .iter()
             .any(|s| s.method == Method::PATCH && s.path == DIST));
+    }
+
+    // ---- Autoscaling: the HPA drives replicas, the operator does not fight it ----
+
+    /// The local region of [`fixtures::placed`] alone (autoscaled, with a ServiceAccount).
+    fn autoscaled() -> Distribution {
+        let mut d = fixtures::placed();
+        d.spec.regions.truncate(1);
+        d
+    }
+
+    /// The stored ServiceAccount and HPA of region 0 of `d`, as applied.
+    fn stored_optional(d: &Distribution) -> Vec<(&'static str, String, Value)> {
+        let cfg = render::edge_config(&d.spec, &fixtures::key_secrets()).expect("valid");
+        let creds = credentials();
+        let objs = render::render_region(
+            d,
+            &d.spec.regions[0],
+            &cfg,
+            &RenderContext {
+                edge_image: "kubefront/edge:test",
+                credentials: Some(&creds),
+                origin_secrets: &crate::render::NO_SECRETS,
+                shield_token: None,
+            },
+        )
+        .expect("renders");
+        let stamp = |v: Result<(Value, String), serde_json::Error>| {
+            let mut v = v.map(|(v, _)| v).unwrap_or_default();
+            v["metadata"]["resourceVersion"] = json!("1");
+            v
+        };
+        let paths = optional_paths("web", "site-local");
+        let mut out = Vec::new();
+        if let Some(sa) = &objs.service_account {
+            out.push((
+                paths[0].0,
+                paths[0].1.clone(),
+                stamp(crate::sync::stamp(sa)),
+            ));
+        }
+        if let Some(hpa) = &objs.autoscaler {
+            out.push((
+                paths[1].0,
+                paths[1].1.clone(),
+                stamp(crate::sync::stamp(hpa)),
+            ));
+        }
+        out
+    }
+
+    /// `dep` (a stored Deployment) as the autoscaler left it: `replicas` written by the
+    /// controller manager through the scale subresource, all of them ready.
+    fn scaled_by_hpa(mut dep: Value, replicas: i32) -> Value {
+        dep["spec"]["replicas"] = json!(replicas);
+        dep["metadata"]["managedFields"] = json!([
+            {"manager": "kubefront-operator", "operation": "Apply", "apiVersion": "apps/v1",
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:template": {}}}},
+            {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "apps/v1",
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}, "subresource": "scale"}
+        ]);
+        dep["status"] = json!({"observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas,
+            "readyReplicas": replicas, "availableReplicas": replicas});
+        dep
+    }
+
+    #[tokio::test]
+    async fn the_operator_leaves_replicas_to_the_autoscaler_over_resyncs() {
+        let d = autoscaled();
+        let hash = config_hash_of(&d, 0, &fixtures::key_secrets());
+        let mut status = None;
+        // The autoscaler changes the count between three resyncs; each one only asks (dry
+        // run) and never sends a count of its own.
+        for (pass, replicas) in [5, 7, 3].into_iter().enumerate() {
+            let mut stored = stored_objects(&d, 0, true);
+            stored[4] = scaled_by_hpa(stored[4].clone(), replicas);
+            let mut local = vec![expect(Method::GET, CREDS, Reply::Json(creds_secret()))];
+            local.extend(in_sync_objects(local_paths(), stored));
+            for (_, p, o) in stored_optional(&d) {
+                local.push(expect(Method::GET, &p, Reply::Json(o.clone())));
+                local.push(expect(Method::PATCH, &p, Reply::Json(o)));
+            }
+            local.extend(pods_on("web", "site-local", replicas, &hash));
+            local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+            if pass == 0 {
+                local.push(expect(
+                    Method::GET,
+                    "/api/v1/namespaces/web/configmaps",
+                    empty_list("ConfigMapList"),
+                ));
+            }
+            let mut dist = d.clone();
+            dist.status = status.take();
+            let run = run(dist, local, vec![]).await;
+            run.action.as_ref().expect("ok");
+            assert!(
+                run.writes().iter().all(|w| w.ends_with("/status")),
+                "pass {pass}: {:?}",
+                run.writes()
+            );
+            for s in run
+                .local
+                .iter()
+                .filter(|s| s.path.contains("/deployments/"))
+            {
+                assert!(
+                    !s.query.contains(placement::REPLICAS_MANAGER),
+                    "pass {pass}: the autoscaler owns the count: {}",
+                    s.query
+                );
+                if s.method == Method::PATCH {
+                    assert_eq!(s.body["spec"].get("replicas"), None, "pass {pass}");
+                }
+            }
+            let st = run.status_written().expect("status");
+            assert_eq!(
+                st.regions[0].replicas, replicas,
+                "status follows the autoscaler"
+            );
+            assert_eq!(cond(&st, Some("local"), AVAILABLE).0, "True", "pass {pass}");
+            status = Some(st);
+        }
+    }
+
+    #[tokio::test]
+    async fn switching_autoscaling_on_keeps_the_current_count_until_the_autoscaler_takes_it() {
+        let after = autoscaled();
+        let mut before = after.clone();
+        before.spec.regions[0].autoscaling = None;
+        before.spec.regions[0].replicas = 4;
+        let mut stored = stored_objects(&before, 0, true);
+        stored[4]["metadata"]["managedFields"] = json!([
+            {"manager": "kubefront-operator", "operation": "Apply", "apiVersion": "apps/v1",
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {}}}}
+        ]);
+        let dep_path = local_paths()[4].1.clone();
+        let mut applied = stored_objects(&after, 0, true)[4].clone();
+        applied["spec"]["replicas"] = json!(4);
+        applied["metadata"]["managedFields"] = json!([
+            {"manager": placement::REPLICAS_MANAGER, "operation": "Apply", "apiVersion": "apps/v1",
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+        ]);
+        let mut local = vec![expect(Method::GET, CREDS, Reply::Json(creds_secret()))];
+        local.extend(in_sync_objects(
+            local_paths()[..4].to_vec(),
+            stored[..4].to_vec(),
+        ));
+        local.push(expect(
+            Method::GET,
+            &dep_path,
+            Reply::Json(stored[4].clone()),
+        ));
+        // The hand-over, then the apply without a count.
+        local.push(expect(
+            Method::PATCH,
+            &dep_path,
+            Reply::Json(stored[4].clone()),
+        ));
+        local.push(expect(Method::PATCH, &dep_path, Reply::Json(applied)));
+        let optional = stored_optional(&after);
+        let (_, sa_path, sa) = &optional[0];
+        local.push(expect(Method::GET, sa_path, Reply::Json(sa.clone())));
+        local.push(expect(Method::PATCH, sa_path, Reply::Json(sa.clone())));
+        let (_, hpa_path, _) = &optional[1];
+        local.push(expect(Method::GET, hpa_path, Reply::NotFound));
+        local.push(expect(Method::PATCH, hpa_path, Reply::Echo));
+        local.extend(pods_on(
+            "web",
+            "site-local",
+            4,
+            &config_hash_of(&after, 0, &fixtures::key_secrets()),
+        ));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        local.push(expect(
+            Method::GET,
+            "/api/v1/namespaces/web/configmaps",
+            empty_list("ConfigMapList"),
+        ));
+        let run = run(after, local, vec![]).await;
+        run.action.as_ref().expect("ok");
+        let deps: Vec<&Seen> = run
+            .local
+            .iter()
+            .filter(|s| s.method == Method::PATCH && s.path == dep_path)
+            .collect();
+        assert_eq!(deps.len(), 2, "{deps:?}");
+        assert!(
+            deps[0].query.contains(placement::REPLICAS_MANAGER),
+            "{}",
+            deps[0].query
+        );
+        assert_eq!(
+            deps[0].body["spec"],
+            json!({"replicas": 4}),
+            "the live count, held"
+        );
+        assert!(
+            deps[1].query.contains("fieldManager=kubefront-operator&")
+                || deps[1].query.ends_with("fieldManager=kubefront-operator"),
+            "{}",
+            deps[1].query
+        );
+        assert_eq!(deps[1].body["spec"].get("replicas"), None);
+        let hpa = run
+            .local
+            .iter()
+            .find(|s| s.method == Method::PATCH && &s.path == hpa_path)
+            .expect("hpa applied");
+        assert_eq!(hpa.body["spec"]["minReplicas"], 2);
+        assert_eq!(hpa.body["spec"]["maxReplicas"], 10);
+        assert_eq!(hpa.body["spec"]["scaleTargetRef"]["name"], "site-local");
+    }
+
+    #[tokio::test]
+    async fn switching_autoscaling_off_deletes_the_autoscaler_before_applying_the_count() {
+        let on = autoscaled();
+        let mut off = on.clone();
+        off.spec.regions[0].autoscaling = None;
+        let mut stored = stored_objects(&on, 0, true);
+        stored[4] = scaled_by_hpa(stored[4].clone(), 6);
+        let dep_path = local_paths()[4].1.clone();
+        let mut local = vec![expect(Method::GET, CREDS, Reply::Json(creds_secret()))];
+        local.extend(in_sync_objects(
+            local_paths()[..4].to_vec(),
+            stored[..4].to_vec(),
+        ));
+        local.push(expect(
+            Method::GET,
+            &dep_path,
+            Reply::Json(stored[4].clone()),
+        ));
+        local.push(expect(Method::PATCH, &dep_path, Reply::Echo));
+        let optional = stored_optional(&on);
+        let (_, sa_path, sa) = &optional[0];
+        local.push(expect(Method::GET, sa_path, Reply::Json(sa.clone())));
+        local.push(expect(Method::PATCH, sa_path, Reply::Json(sa.clone())));
+        let (_, hpa_path, hpa) = &optional[1];
+        let mut hpa = hpa.clone();
+        hpa["metadata"]["uid"] = json!("uid-hpa");
+        local.push(expect(Method::GET, hpa_path, Reply::Json(hpa)));
+        local.push(expect(Method::DELETE, hpa_path, deleted_ok()));
+        local.push(expect(Method::PATCH, format!("{DIST}/status"), status_ok()));
+        local.push(expect(
+            Method::GET,
+            "/api/v1/namespaces/web/configmaps",
+            empty_list("ConfigMapList"),
+        ));
+        let run = run(off, local, vec![]).await;
+        run.action.as_ref().expect("ok");
+        let order: Vec<String> = run
+            .writes()
+            .into_iter()
+            .filter(|w| !w.ends_with("/status"))
+            .collect();
+        assert_eq!(
+            order,
+            [format!("DELETE {hpa_path}"), format!("PATCH {dep_path}")],
+            "the autoscaler goes first"
+        );
+        let dep = run
+            .local
+            .iter()
+            .find(|s| s.method == Method::PATCH && s.path == dep_path)
+            .expect("dep");
+        assert_eq!(dep.body["spec"]["replicas"], 2, "the spec's count again");
     }
 }

@@ -91,6 +91,8 @@ pub fn kind_name<K: Resource<DynamicType = ()>>() -> &'static str {
         "Service" => "Service",
         "PodDisruptionBudget" => "PodDisruptionBudget",
         "Deployment" => "Deployment",
+        "ServiceAccount" => "ServiceAccount",
+        "HorizontalPodAutoscaler" => "HorizontalPodAutoscaler",
         _ => "Object",
     }
 }

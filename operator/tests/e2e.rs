@@ -15,7 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -578,6 +579,18 @@ async fn operator_end_to_end() {
             "spec.origin.s3.bucket",
         ),
         (json!({"cache": {"maxTTL": "1 year"}}), "spec.cache.maxTTL"),
+        (
+            json!({"regions": [{"name": "a", "autoscaling": {"minReplicas": 4, "maxReplicas": 2}}]}),
+            "autoscaling.maxReplicas must not be less than autoscaling.minReplicas",
+        ),
+        (
+            json!({"regions": [{"name": "a", "autoscaling": {"minReplicas": 0, "maxReplicas": 2}}]}),
+            "autoscaling.minReplicas",
+        ),
+        (
+            json!({"regions": [{"name": "a", "autoscaling": {"minReplicas": 1, "maxReplicas": 2, "targetCPUUtilizationPercentage": 101}}]}),
+            "targetCPUUtilizationPercentage",
+        ),
     ];
     // Raw JSON, not the typed struct: serde defaults must not fill what the case leaves out.
     let raw = Api::<kube::api::DynamicObject>::namespaced_with(
@@ -2513,5 +2526,308 @@ async fn http_origin_with_secret_headers_and_an_origin_shield() {
         async move { dists.get_opt("cdn").await.ok()?.is_none().then_some(()) }
     })
     .await;
+    delete_namespaces(&client, &[&ns]).await;
+}
+
+// ---- Autoscaling and placement ----
+
+/// What the test's stand-in for the HorizontalPodAutoscaler controller writes through the
+/// scale subresource (no metrics server runs, so the real controller never changes a count
+/// within the bounds).
+const STAND_IN_AUTOSCALER: &str = "e2e-autoscaler";
+
+/// The region `home` of [`autoscaled_regions_are_not_fought_and_carry_their_pod_settings`],
+/// with or without autoscaling.
+fn placed_region(autoscaling: bool) -> serde_json::Value {
+    let mut r = json!({"name": "home", "replicas": 2,
+        "pod": {"priorityClassName": "edge-critical",
+                "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "edge", "effect": "NoSchedule"}],
+                "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/edge"}}}});
+    if autoscaling {
+        r["autoscaling"] =
+            json!({"minReplicas": 2, "maxReplicas": 6, "targetCPUUtilizationPercentage": 60});
+    }
+    json!([r])
+}
+
+/// Scales `site-home` as an autoscaler does (the scale subresource, its own field manager).
+async fn scale_like_an_autoscaler(deps: &Api<Deployment>, replicas: i32) {
+    deps.patch_scale(
+        "site-home",
+        &PatchParams {
+            field_manager: Some(STAND_IN_AUTOSCALER.into()),
+            ..Default::default()
+        },
+        &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+    )
+    .await
+    .expect("scale");
+}
+
+async fn replicas_of(deps: &Api<Deployment>) -> Option<i32> {
+    deps.get("site-home").await.ok()?.spec.replicas
+}
+
+/// Waits for `n` more reconciles of the operator (its resync is short here).
+async fn reconciles(port: u16, n: f64) {
+    let start = metric(port, "kubefront_operator_reconciles_total").await;
+    wait_for(
+        &format!("{n} reconciles"),
+        Duration::from_secs(120),
+        || async move {
+            (metric(port, "kubefront_operator_reconciles_total").await >= start + n).then_some(())
+        },
+    )
+    .await;
+}
+
+/// `regions[].autoscaling` renders an HPA with the spec's bounds; the operator leaves the
+/// Deployment's count to the autoscaler over several reconciles while it changes it; removing
+/// autoscaling deletes the HPA and applies the spec's count again. Pod settings (Distribution
+/// defaults and region overrides) reach the Deployment, and the ServiceAccount the operator
+/// creates carries the workload identity annotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscaled_regions_are_not_fought_and_carry_their_pod_settings() {
+    let Some(path) = kubeconfig_path() else {
+        return;
+    };
+    let (client, _) = connect(&path).await;
+    install_crd(&client).await;
+    let ns = unique_namespace("hpa");
+    create_namespaces(&client, &[&ns]).await;
+    let (_operator, port) = start_operator_with(&path, &ns, &["--resync-seconds", "2"]).await;
+    let dists: Api<Distribution> = Api::namespaced(client.clone(), &ns);
+    let dist: Distribution = serde_json::from_value(json!({
+        "apiVersion": "kubefront.io/v1alpha1", "kind": "Distribution",
+        "metadata": {"name": "site"},
+        "spec": {"origin": {"s3": {"bucket": "assets"}},
+                 "pod": {"nodeSelector": {"kubefront.io/pool": "edge"},
+                         "priorityClassName": "edge-default",
+                         "podLabels": {"team": "cdn"},
+                         "podAnnotations": {"prometheus.io/scrape": "true"},
+                         "imagePullSecrets": [{"name": "registry-creds"}]},
+                 "regions": placed_region(true)}
+    }))
+    .expect("dist");
+    dists
+        .create(&PostParams::default(), &dist)
+        .await
+        .expect("create");
+    wait_region(&dists, "site", "home", "Applied", "True", None).await;
+
+    // The HPA, with the spec's bounds and target, on the region's Deployment.
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+    let hpa = hpas.get("site-home").await.expect("hpa");
+    assert_eq!(hpa.spec.scale_target_ref.name, "site-home");
+    assert_eq!(hpa.spec.scale_target_ref.kind, "Deployment");
+    assert_eq!((hpa.spec.min_replicas, hpa.spec.max_replicas), (Some(2), 6));
+    let target = hpa.spec.metrics.as_ref().and_then(|m| {
+        let r = m.first()?.resource.as_ref()?;
+        Some((r.name.clone(), r.target.average_utilization))
+    });
+    assert_eq!(target, Some(("cpu".to_string(), Some(60))));
+
+    // Pod settings: the region's overrides, the Distribution's defaults, the operator's own.
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let dep = deps.get("site-home").await.expect("dep");
+    let tpl = &dep.spec.template;
+    let pod = tpl.spec.as_ref().expect("pod spec");
+    assert_eq!(pod.priority_class_name.as_deref(), Some("edge-critical"));
+    assert_eq!(
+        pod.node_selector
+            .as_ref()
+            .and_then(|n| n.get("kubefront.io/pool"))
+            .map(String::as_str),
+        Some("edge")
+    );
+    assert_eq!(
+        pod.tolerations
+            .as_ref()
+            .and_then(|t| t.first())
+            .and_then(|t| t.key.as_deref()),
+        Some("dedicated")
+    );
+    assert_eq!(
+        pod.image_pull_secrets
+            .as_ref()
+            .and_then(|s| s.first())
+            .map(|s| s.name.as_str()),
+        Some("registry-creds")
+    );
+    assert_eq!(pod.service_account_name.as_deref(), Some("site-home"));
+    let spread: Vec<&str> = pod
+        .topology_spread_constraints
+        .iter()
+        .flatten()
+        .map(|c| c.topology_key.as_str())
+        .collect();
+    assert_eq!(
+        spread,
+        ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+    );
+    let pre_stop = pod.containers[0]
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|h| h.sleep.as_ref())
+        .map(|s| s.seconds);
+    assert_eq!(
+        pre_stop,
+        Some(kubefront_operator::render::PRE_STOP_SLEEP_SECONDS)
+    );
+    let meta = tpl.metadata.as_ref().expect("template metadata");
+    let label = |k: &str| meta.labels.as_ref().and_then(|l| l.get(k)).cloned();
+    assert_eq!(label("team").as_deref(), Some("cdn"));
+    assert_eq!(label("kubefront.io/region").as_deref(), Some("home"));
+    assert_eq!(
+        meta.annotations
+            .as_ref()
+            .and_then(|a| a.get("prometheus.io/scrape"))
+            .map(String::as_str),
+        Some("true")
+    );
+    let sa = Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        .get("site-home")
+        .await
+        .expect("service account");
+    assert_eq!(
+        sa.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("eks.amazonaws.com/role-arn"))
+            .map(String::as_str),
+        Some("arn:aws:iam::111122223333:role/edge")
+    );
+
+    // Created without a count, the Deployment starts at the autoscaler's minimum.
+    wait_for("replicas at minReplicas", Duration::from_secs(60), || {
+        let deps = deps.clone();
+        async move { (replicas_of(&deps).await == Some(2)).then_some(()) }
+    })
+    .await;
+
+    // The autoscaler changes the count; three reconciles later each value is still there,
+    // and the Deployment was not written at all.
+    let deployment_writes = || metric(port, "kubefront_operator_writes_total{kind=\"Deployment\"}");
+    for replicas in [5, 3] {
+        let before = deployment_writes().await;
+        assert!(before > 0.0, "the Deployment's writes are counted");
+        scale_like_an_autoscaler(&deps, replicas).await;
+        reconciles(port, 3.0).await;
+        assert_eq!(
+            replicas_of(&deps).await,
+            Some(replicas),
+            "the operator reset the autoscaler's count"
+        );
+        assert_eq!(
+            deployment_writes().await,
+            before,
+            "the Deployment was written"
+        );
+        let d = dists.get("site").await.expect("dist");
+        let st = d.status.as_ref().and_then(|s| s.regions.first());
+        assert_eq!(st.map(|r| r.replicas), Some(replicas), "status follows it");
+    }
+
+    // Autoscaling off: the HPA goes and the spec's count is applied again.
+    dists
+        .patch(
+            "site",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"regions": placed_region(false)}})),
+        )
+        .await
+        .expect("autoscaling off");
+    wait_for(
+        "HPA deleted and replicas restored",
+        Duration::from_secs(120),
+        || {
+            let (hpas, deps) = (hpas.clone(), deps.clone());
+            async move {
+                let gone = hpas.get_opt("site-home").await.ok()?.is_none();
+                (gone && replicas_of(&deps).await == Some(2)).then_some(())
+            }
+        },
+    )
+    .await;
+    // And the spec's count holds: a stray scale is put back.
+    scale_like_an_autoscaler(&deps, 4).await;
+    wait_for(
+        "replicas back at the spec's",
+        Duration::from_secs(60),
+        || {
+            let deps = deps.clone();
+            async move { (replicas_of(&deps).await == Some(2)).then_some(()) }
+        },
+    )
+    .await;
+
+    // Deleting the Distribution removes the ServiceAccount with the rest.
+    delete_and_wait_clean(&dists, &client, &ns, "site-home").await;
+    let sas = Api::<ServiceAccount>::namespaced(client.clone(), &ns);
+    wait_for("ServiceAccount removed", Duration::from_secs(60), || {
+        let sas = sas.clone();
+        async move { sas.get_opt("site-home").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    delete_namespaces(&client, &[&ns]).await;
+}
+
+/// An HPA the operator did not create, named like a region's, is neither adopted nor
+/// deleted: the region reports Conflict and the object survives autoscaling being removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_autoscaler_the_operator_did_not_create_is_never_touched() {
+    let Some(path) = kubeconfig_path() else {
+        return;
+    };
+    let (client, _) = connect(&path).await;
+    install_crd(&client).await;
+    let ns = unique_namespace("hpa-foreign");
+    create_namespaces(&client, &[&ns]).await;
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+    let foreign: HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "site-home", "labels": {"app": "mine"}},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "other"},
+                 "minReplicas": 1, "maxReplicas": 3}
+    }))
+    .expect("hpa");
+    hpas.create(&PostParams::default(), &foreign)
+        .await
+        .expect("create foreign hpa");
+    let (_operator, _port) = start_operator_with(&path, &ns, &["--resync-seconds", "2"]).await;
+    let dists: Api<Distribution> = Api::namespaced(client.clone(), &ns);
+    let auto = json!([{"name": "home", "replicas": 1,
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 4}}]);
+    dists
+        .create(&PostParams::default(), &small_distribution("site", auto))
+        .await
+        .expect("create");
+    let msg = wait_region(&dists, "site", "home", "Degraded", "True", Some("Conflict")).await;
+    assert!(msg.contains("HorizontalPodAutoscaler"), "{msg}");
+    let unchanged = hpas.get("site-home").await.expect("still there");
+    assert_eq!(unchanged.spec.scale_target_ref.name, "other");
+    assert_eq!(unchanged.spec.max_replicas, 3);
+    // Without autoscaling the region applies, and the stranger's HPA stays.
+    dists
+        .patch(
+            "site",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"regions": [{"name": "home", "replicas": 1}]}})),
+        )
+        .await
+        .expect("autoscaling off");
+    wait_region(&dists, "site", "home", "Applied", "True", None).await;
+    assert_eq!(
+        hpas.get("site-home")
+            .await
+            .expect("still there")
+            .spec
+            .scale_target_ref
+            .name,
+        "other"
+    );
+    delete_and_wait_clean(&dists, &client, &ns, "site-home").await;
+    assert!(hpas.get_opt("site-home").await.expect("get").is_some());
     delete_namespaces(&client, &[&ns]).await;
 }

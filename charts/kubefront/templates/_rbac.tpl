@@ -5,7 +5,9 @@ edge pods. The Distribution finalizer (remote cleanup) needs update on distribut
 with OwnerReferencesPermissionEnforcement, on distributions/finalizers. Edge pods are only
 read: listed, and asked through the API server's pod proxy (get on pods/proxy, the edge admin
 port's /config) which config file they have loaded, so a config rollout by reload can be
-followed without restarting pods or giving edges API credentials.
+followed without restarting pods or giving edges API credentials. HorizontalPodAutoscalers
+(regions with `autoscaling`) and ServiceAccounts (`pod.serviceAccount` without a name) are
+only read and written by name, never listed or watched: drift on them is repaired at resync.
 */}}
 {{- define "kubefront.rbac.distributionRules" }}
 - apiGroups: ["kubefront.io"]
@@ -28,6 +30,12 @@ followed without restarting pods or giving edges API credentials.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list"]

@@ -404,6 +404,8 @@ fn security(
 ) -> Result<(SecurityConfig, Vec<String>), RenderError> {
     let (signed_paths, signed_from) = signed_paths(spec);
     let sec = SecurityConfig {
+        // Set for the shield region only (`origin::region_configs`).
+        trusted_children: None,
         trusted_key_groups: key_groups(spec, keys)?,
         signed_paths,
         client_ip: spec

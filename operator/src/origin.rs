@@ -7,7 +7,8 @@
 //! mirrored Secret (see `render`) holds them under the keys [`secret_files`] lists.
 
 use kubefront_edge::config::{
-    EdgeConfig, Failover, HttpOrigin, OriginConfig, OriginCustomHeader, OriginTls, S3Origin,
+    security::TrustedChildren, EdgeConfig, Failover, HttpOrigin, OriginConfig, OriginCustomHeader,
+    OriginTls, S3Origin,
 };
 
 use crate::crd::{
@@ -17,11 +18,9 @@ use crate::edge_config::RenderError;
 
 /// Where the region's mirrored Secret is mounted (read-only) in the edge container.
 pub const ORIGIN_SECRETS_DIR: &str = "/etc/kubefront-origin";
-/// Header a shielded region sends to the shield with the Distribution's shared token.
-///
-/// The edge does not verify it yet: until it does, the token only labels shield traffic and
-/// a shield still answers anyone who reaches its Service. It is mirrored into every region
-/// (the shield included) so that the edge-side check can be switched on without a new Secret.
+/// Header a shielded region sends to the shield with the Distribution's shared token. The
+/// shield's edges trust requests carrying it to have passed the signed-URL checks at the
+/// child (`security.trustedChildren`); viewers without it are checked as everywhere.
 pub const SHIELD_HEADER: &str = "X-Kubefront-Shield";
 /// Key of the shield token, in the operator-owned Secret and in every region's mirror.
 pub const SHIELD_TOKEN_KEY: &str = "shield-token";
@@ -317,7 +316,12 @@ pub fn region_configs(
         .enumerate()
         .map(|(i, r)| {
             if i == idx {
-                return Ok(base.clone());
+                let mut cfg = base.clone();
+                cfg.security.trusted_children = Some(TrustedChildren {
+                    header: SHIELD_HEADER.into(),
+                    value_file: file_path(SHIELD_TOKEN_KEY),
+                });
+                return Ok(cfg);
             }
             let mut cfg = base.clone();
             cfg.origin = shielded(&base.origin, shield_url(dist, idx, r)?);
@@ -408,7 +412,19 @@ mod tests {
         let base = base(&d);
         let cfgs = region_configs(&d, &base).expect("renders");
         assert_eq!(cfgs.len(), 3);
-        assert_eq!(cfgs[0], base, "the shield region uses the real origin");
+        assert_eq!(
+            cfgs[0].origin, base.origin,
+            "the shield region uses the real origin"
+        );
+        let trusted = cfgs[0]
+            .security
+            .trusted_children
+            .as_ref()
+            .expect("trusts children");
+        assert_eq!(
+            (trusted.header.as_str(), trusted.value_file.as_str()),
+            ("X-Kubefront-Shield", "/etc/kubefront-origin/shield-token")
+        );
         let mut real = base.origin.clone();
         real.failover = None;
         for (i, url) in [

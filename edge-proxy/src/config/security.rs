@@ -28,6 +28,21 @@ pub struct SecurityConfig {
     pub limits: ViewerLimits,
     #[serde(default, skip_serializing_if = "ResponseHeadersPolicyConfig::is_empty")]
     pub response_headers: ResponseHeadersPolicyConfig,
+    /// Child edges of an origin shield: requests carrying this header with the shared token
+    /// come from an edge that already checked the viewer's signature, so signed-path checks
+    /// are skipped for them (and only for them; the token is compared in constant time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_children: Option<TrustedChildren>,
+}
+
+/// The shared secret a shield's children send (`origin.customHeaders` on the children).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrustedChildren {
+    /// Header name, e.g. `X-Kubefront-Shield`.
+    pub header: String,
+    /// File holding the token (a mounted Secret); never inline, so never in a ConfigMap.
+    pub value_file: String,
 }
 
 /// A CloudFront trusted key group.
@@ -211,6 +226,24 @@ impl SecurityConfig {
 
     /// Structural checks; key material itself is parsed (and rejected) by the proxy at load.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(c) = &self.trusted_children {
+            let token = !c.header.is_empty()
+                && c.header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !token {
+                return Err(err(
+                    "security.trustedChildren.header",
+                    format!("{:?} is not a header name", c.header),
+                ));
+            }
+            if c.value_file.is_empty() {
+                return Err(err(
+                    "security.trustedChildren.valueFile",
+                    "must name the token file",
+                ));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (i, g) in self.trusted_key_groups.iter().enumerate() {
             let field = format!("security.trustedKeyGroups[{i}]");

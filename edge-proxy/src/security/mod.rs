@@ -54,6 +54,57 @@ pub enum SecurityError {
     ConflictingKeyId(String),
     #[error(transparent)]
     Headers(#[from] headers::HeaderPolicyError),
+    #[error("security.trustedChildren: cannot read {file}: {source}")]
+    ChildTokenFile {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("security.trustedChildren: {0}")]
+    ChildToken(&'static str),
+}
+
+/// The header and token a shield's child edges send.
+#[derive(Clone)]
+pub struct ChildToken {
+    header: http::HeaderName,
+    token: Vec<u8>,
+}
+
+impl std::fmt::Debug for ChildToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildToken")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChildToken {
+    fn load(cfg: &crate::config::security::TrustedChildren) -> Result<ChildToken, SecurityError> {
+        let text = std::fs::read_to_string(&cfg.value_file).map_err(|source| {
+            SecurityError::ChildTokenFile {
+                file: cfg.value_file.clone(),
+                source,
+            }
+        })?;
+        let token = text.trim_end_matches(['\r', '\n']).as_bytes().to_vec();
+        if token.len() < 16 {
+            return Err(SecurityError::ChildToken(
+                "the token must be at least 16 bytes",
+            ));
+        }
+        let header = http::HeaderName::from_bytes(cfg.header.as_bytes())
+            .map_err(|_| SecurityError::ChildToken("bad header name"))?;
+        Ok(ChildToken { header, token })
+    }
+
+    /// Whether `headers` carry the token (every value compared in constant time).
+    fn matches(&self, headers: &http::HeaderMap) -> bool {
+        use subtle::ConstantTimeEq;
+        headers
+            .get_all(&self.header)
+            .iter()
+            .any(|v| bool::from(v.as_bytes().ct_eq(&self.token)))
+    }
 }
 
 /// The compiled security section.
@@ -64,6 +115,8 @@ pub struct Security {
     pub limits: ViewerLimits,
     pub client_ip: ClientIpConfig,
     pub metrics: SecurityMetrics,
+    /// Child edges of an origin shield, trusted to have checked signatures themselves.
+    pub children: Option<ChildToken>,
 }
 
 /// A request that may proceed.
@@ -110,6 +163,7 @@ impl Default for Security {
             limits: ViewerLimits::default(),
             client_ip: ClientIpConfig::default(),
             metrics: SecurityMetrics::shared().clone(),
+            children: None,
         }
     }
 }
@@ -179,7 +233,17 @@ impl Security {
             limits: cfg.limits,
             client_ip: cfg.client_ip.clone(),
             metrics: SecurityMetrics::shared().clone(),
+            children: cfg
+                .trusted_children
+                .as_ref()
+                .map(ChildToken::load)
+                .transpose()?,
         })
+    }
+
+    /// Whether the request comes from a child edge of this shield (`trustedChildren`).
+    pub fn from_child_edge(&self, headers: &http::HeaderMap) -> bool {
+        self.children.as_ref().is_some_and(|c| c.matches(headers))
     }
 
     /// The policy to run when `from_config` failed at a point where the edge cannot refuse to
@@ -201,6 +265,8 @@ impl Security {
             limits: cfg.limits,
             client_ip: cfg.client_ip.clone(),
             metrics: SecurityMetrics::shared().clone(),
+            // Failing closed: nobody is trusted as a child.
+            children: None,
         }
     }
 

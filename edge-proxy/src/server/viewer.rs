@@ -188,13 +188,17 @@ fn admit(generation: &Generation, req: &Parts) -> Result<Admitted, Response<Edge
     }
     // Signed URLs / cookies: checked before the cache; signing parameters never reach the key.
     let peer = viewer_ip(req);
-    let authorized = security
-        .authorize(&req.uri, &req.headers, &path, peer, tls)
-        .map_err(|refusal| plain(refusal.status, refusal.body, head, Served::Rejected))?;
-    let query = authorized
-        .stripped_uri
-        .as_ref()
-        .map_or(req.uri.query(), |u| u.query());
+    // A shield's child edge already checked the viewer's signature (and sends no signing
+    // parameters): it is trusted by its token, never by anything a viewer controls.
+    let stripped = if security.from_child_edge(&req.headers) {
+        None
+    } else {
+        security
+            .authorize(&req.uri, &req.headers, &path, peer, tls)
+            .map_err(|refusal| plain(refusal.status, refusal.body, head, Served::Rejected))?
+            .stripped_uri
+    };
+    let query = stripped.as_ref().map_or(req.uri.query(), |u| u.query());
     if !cacheable {
         return Ok(Admitted::Forward { path });
     }

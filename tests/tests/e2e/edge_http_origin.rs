@@ -624,3 +624,95 @@ async fn allowed_methods_forward_bodies_are_never_cached_and_invalidate_what_the
     assert_eq!(refused.headers()["allow"], "GET, HEAD");
     assert_eq!(origin.count("POST", "/api"), 2);
 }
+
+#[tokio::test]
+async fn a_shield_serves_many_child_edges_with_one_origin_fetch_and_trusts_only_their_token() {
+    use kubefront_edge::config::security::{KeyGroup, SignedPath, TrustedChildren, TrustedKey};
+    let origin = HttpOrigin::start().await.expect("origin");
+    for p in ["/a.txt", "/b.txt"] {
+        origin.route(
+            p,
+            Route::ok(format!("object {p}"), &[("Cache-Control", "max-age=600")]),
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("shield-token");
+    std::fs::write(&token_file, "0123456789abcdef0123456789abcdef\n").expect("token");
+    let token_file = token_file.display().to_string();
+    let public_key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../edge-proxy/src/security/testdata/rsa_a.pub.pem"
+    );
+    // The shield requires signed URLs from viewers; its children are trusted by the token.
+    let shield = edge_for(OriginConfig::http(origin.url("")), |c| {
+        c.security.trusted_key_groups = vec![KeyGroup {
+            name: "main".into(),
+            keys: vec![TrustedKey {
+                id: "KA".into(),
+                public_key_pem: None,
+                public_key_file: Some(public_key.into()),
+            }],
+        }];
+        c.security.signed_paths = vec![SignedPath {
+            path_pattern: "*".into(),
+            key_groups: vec!["main".into()],
+            public: false,
+        }];
+        c.security.trusted_children = Some(TrustedChildren {
+            header: "X-Kubefront-Shield".into(),
+            value_file: token_file.clone(),
+        });
+    })
+    .await;
+    let child_origin = || {
+        let mut o = OriginConfig::http(format!("http://{}", shield.viewer));
+        o.custom_headers = vec![OriginCustomHeader {
+            name: "X-Kubefront-Shield".into(),
+            value: None,
+            value_file: Some(token_file.clone()),
+        }];
+        o.failover = Some(Box::new(Failover {
+            secondary: OriginConfig::http(origin.url("")),
+            status_codes: vec![500, 502, 503, 504],
+            connect_failures: true,
+        }));
+        o
+    };
+    let child_a = edge_for(child_origin(), |_| {}).await;
+    let child_b = edge_for(child_origin(), |_| {}).await;
+
+    assert_eq!(
+        get(&shield, "/a.txt", &[]).await.status,
+        403,
+        "a viewer needs a signature"
+    );
+    let forged = [("X-Kubefront-Shield", "0123456789abcdef0123456789abcdeX")];
+    assert_eq!(
+        get(&shield, "/a.txt", &forged).await.status,
+        403,
+        "a wrong token is a viewer"
+    );
+
+    for child in [&child_a, &child_b, &child_a] {
+        let r = get(child, "/a.txt", &[]).await;
+        assert_eq!((r.status, r.body.as_str()), (200, "object /a.txt"));
+    }
+    assert_eq!(
+        origin.gets("/a.txt"),
+        1,
+        "two regions, one origin fetch (through the shield)"
+    );
+    assert_eq!(get(&child_a, "/a.txt", &[]).await.header("x-cache"), "Hit");
+
+    // The shield down: children fail over to the origin itself.
+    drop(shield);
+    let r = get(&child_b, "/b.txt", &[]).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "object /b.txt"));
+    assert_eq!(origin.gets("/b.txt"), 1);
+    assert!(
+        origin.requests("/b.txt")[0]
+            .header("x-kubefront-shield")
+            .is_none(),
+        "the shield's token never goes to the real origin"
+    );
+}

@@ -170,6 +170,16 @@ fn origin_shield_region_rule() -> Rule {
     .reason(kube::core::cel::Reason::FieldValueInvalid)
 }
 
+/// Methods beyond GET and HEAD reach only an HTTP origin.
+fn allowed_methods_rule() -> Rule {
+    Rule::new(
+        "!has(self.allowedMethods) || self.allowedMethods == 'get-head' || has(self.origin.http)",
+    )
+    .message("spec.allowedMethods beyond get-head needs an HTTP origin (spec.origin.http)")
+    .field_path(".allowedMethods")
+    .reason(kube::core::cel::Reason::FieldValueInvalid)
+}
+
 /// A duration that must be longer than zero (`0`, `0s`, `0h0m` are not).
 fn positive_duration_rule(field: &str) -> Rule {
     Rule::new("!self.matches('^(0+d?|(0+(ns|us|ms|s|m|h))+)$')").message(
@@ -201,6 +211,7 @@ fn positive_duration_rule(field: &str) -> Rule {
 #[x_kube(validation = key_group_refs_rule("behaviors", ".behaviors", "spec.behaviors[].trustedKeyGroups"))]
 #[x_kube(validation = key_group_refs_rule("cache", ".cache.trustedKeyGroups", "spec.cache.trustedKeyGroups"))]
 #[x_kube(validation = origin_shield_region_rule())]
+#[x_kube(validation = allowed_methods_rule())]
 #[serde(rename_all = "camelCase")]
 pub struct DistributionSpec {
     pub origin: Origin,
@@ -246,6 +257,20 @@ pub struct DistributionSpec {
     /// region's `pod` replaces single fields of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<EdgePodSpec>,
+    /// CloudFront's allowed methods: `get-head` (default), `get-head-options`, or `all`
+    /// (OPTIONS, PUT, POST, PATCH, DELETE… forwarded to an HTTP origin with their bodies, never
+    /// cached; a successful unsafe method invalidates what it changed). HTTP origins only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_methods: Option<AllowedMethodsSpec>,
+}
+
+/// `spec.allowedMethods`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AllowedMethodsSpec {
+    GetHead,
+    GetHeadOptions,
+    All,
 }
 
 /// A CloudFront trusted key group whose public keys live in a Secret.
@@ -1609,6 +1634,17 @@ mod tests {
             let got = http_cel_errors(mutate);
             assert!(got.contains(want), "expected {want:?} in {got}");
         }
+    }
+
+    #[test]
+    fn methods_beyond_get_and_head_need_an_http_origin() {
+        let got = cel_errors(|o| o["spec"]["allowedMethods"] = "all".into());
+        assert!(
+            got.contains("spec.allowedMethods beyond get-head needs an HTTP origin"),
+            "{got}"
+        );
+        let ok = http_cel_errors(|o| o["spec"]["allowedMethods"] = "all".into());
+        assert!(!ok.contains("allowedMethods"), "{ok}");
     }
 
     #[test]

@@ -10,14 +10,14 @@ use kubefront_edge::config::security::{
     TrustedKey, ViewerLimits,
 };
 use kubefront_edge::config::{
-    Behavior, ByteSize, CacheKeyConfig, CustomErrorResponse, Dur, EdgeConfig, QueryMode,
-    QueryStrings, SecurityConfig,
+    AllowedMethods, Behavior, ByteSize, CacheKeyConfig, CustomErrorResponse, Dur, EdgeConfig,
+    QueryMode, QueryStrings, SecurityConfig,
 };
 use kubefront_edge::security::{PublicKey, Security, SecurityError};
 
 use crate::crd::{
-    CacheKeySpec, ClientIpSpec, DistributionSpec, DurationString, KeyGroupName, QuantityString,
-    QueryStringMode, ResponseHeadersPolicySpec, ViewerLimitsSpec,
+    AllowedMethodsSpec, CacheKeySpec, ClientIpSpec, DistributionSpec, DurationString, KeyGroupName,
+    QuantityString, QueryStringMode, ResponseHeadersPolicySpec, ViewerLimitsSpec,
 };
 
 /// Status reason of a spec value that cannot be rendered.
@@ -105,6 +105,11 @@ pub fn edge_config(spec: &DistributionSpec, keys: &KeySecrets) -> Result<EdgeCon
     let mut cfg = EdgeConfig::for_bucket("");
     cfg.origin = crate::origin::origin_config(&spec.origin);
     cfg.default_root_object = spec.default_root_object.clone();
+    cfg.allowed_methods = match spec.allowed_methods {
+        None | Some(AllowedMethodsSpec::GetHead) => AllowedMethods::GetHead,
+        Some(AllowedMethodsSpec::GetHeadOptions) => AllowedMethods::GetHeadOptions,
+        Some(AllowedMethodsSpec::All) => AllowedMethods::All,
+    };
     cfg.cache.memory = parse_size("spec.cache.memory", &c.memory)?;
     cfg.cache.max_object_size = parse_size("spec.cache.maxObjectSize", &c.max_object_size)?;
     cfg.cache.min_ttl = parse_dur("spec.cache.minTTL", &c.min_ttl)?;

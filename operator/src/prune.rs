@@ -12,7 +12,7 @@ use crate::crd::{Distribution, RegionTarget};
 use crate::metrics::Metrics;
 use crate::ownership;
 use crate::render::{LABEL_DISTRIBUTION, LABEL_DISTRIBUTION_NAMESPACE, LABEL_REGION};
-use crate::sync::{delete_owned, SyncError};
+use crate::sync::{delete_owned, delete_owned_if_permitted, SyncError};
 use crate::target::StaleTarget;
 
 /// Deletes every object of the region at `target` (the autoscaler, then the Deployment, so
@@ -25,7 +25,7 @@ pub async fn delete_target(
 ) -> Result<usize, SyncError> {
     let (ns, name) = (target.namespace.as_str(), target.name.as_str());
     let deleted = [
-        delete_owned::<HorizontalPodAutoscaler>(
+        delete_owned_if_permitted::<HorizontalPodAutoscaler>(
             &Api::namespaced(client.clone(), ns),
             name,
             dist,
@@ -45,8 +45,13 @@ pub async fn delete_target(
         delete_owned::<ConfigMap>(&Api::namespaced(client.clone(), ns), name, dist, metrics)
             .await?,
         delete_owned::<Secret>(&Api::namespaced(client.clone(), ns), name, dist, metrics).await?,
-        delete_owned::<ServiceAccount>(&Api::namespaced(client.clone(), ns), name, dist, metrics)
-            .await?,
+        delete_owned_if_permitted::<ServiceAccount>(
+            &Api::namespaced(client.clone(), ns),
+            name,
+            dist,
+            metrics,
+        )
+        .await?,
     ];
     Ok(deleted.iter().filter(|d| **d).count())
 }

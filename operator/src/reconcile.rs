@@ -34,7 +34,9 @@ use crate::render::{
 };
 use crate::rollout;
 use crate::status::{self, PodsConfig, RegionApplied, RegionFailure, RegionOutcome};
-use crate::sync::{conflict, delete_owned, fetch, sync, SyncError, Synced};
+use crate::sync::{
+    conflict, delete_owned, delete_owned_if_permitted, fetch, sync, SyncError, Synced,
+};
 use crate::target::{self, StaleTarget};
 use crate::tenancy::TargetNamespacePolicy;
 
@@ -926,7 +928,7 @@ async fn apply_region_objects(
         }
         None => {
             // An existing ServiceAccount named in the spec, or none: drop the one created.
-            if delete_owned(&accounts, &target.name, dist, metrics)
+            if delete_owned_if_permitted(&accounts, &target.name, dist, metrics)
                 .await
                 .map_err(sync_failure)?
             {
@@ -937,7 +939,7 @@ async fn apply_region_objects(
     // Without autoscaling the Deployment's count is applied again: the autoscaler goes
     // first so it cannot scale the Deployment after that.
     if objs.autoscaler.is_none()
-        && delete_owned(&autoscalers, &target.name, dist, metrics)
+        && delete_owned_if_permitted(&autoscalers, &target.name, dist, metrics)
             .await
             .map_err(sync_failure)?
     {

@@ -233,6 +233,27 @@ where
     }
 }
 
+/// [`delete_owned`] for kinds only some regions use (ServiceAccount, HorizontalPodAutoscaler):
+/// an identity that may not read them (a remote cluster's, granted only what its regions use)
+/// cannot have created one, so a 403 means there is nothing of ours to clean up.
+pub async fn delete_owned_if_permitted<K>(
+    api: &Api<K>,
+    name: &str,
+    dist: &Distribution,
+    metrics: &Metrics,
+) -> Result<bool, SyncError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match delete_owned(api, name, dist, metrics).await {
+        Err(SyncError::Api {
+            source: kube::Error::Api(s),
+            ..
+        }) if s.code == 403 => Ok(false),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

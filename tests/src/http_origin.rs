@@ -26,6 +26,8 @@ pub struct Route {
     pub conditional: bool,
     /// Wait this long before answering (to make concurrent viewers collapse).
     pub delay: std::time::Duration,
+    /// Interim (1xx) answers sent before the final one, e.g. 103 Early Hints.
+    pub interim: Vec<u16>,
 }
 
 impl Route {
@@ -41,6 +43,7 @@ impl Route {
             ranges: true,
             conditional: true,
             delay: std::time::Duration::ZERO,
+            interim: Vec::new(),
         }
     }
 
@@ -300,7 +303,14 @@ fn answer(req: &Received, route: Option<Route>) -> Vec<u8> {
             }
         }
     }
-    let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status)).into_bytes();
+    let mut out = Vec::new();
+    for code in &route.interim {
+        out.extend_from_slice(
+            format!("HTTP/1.1 {code} Interim\r\nLink: </style.css>; rel=preload\r\n\r\n")
+                .as_bytes(),
+        );
+    }
+    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());
     for (n, v) in route.headers.iter().chain(&extra) {
         out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
     }

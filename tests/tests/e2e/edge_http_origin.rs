@@ -315,6 +315,33 @@ async fn other_statuses_pass_through_and_are_stored_only_where_rfc_9111_allows()
     );
     assert_eq!(origin.gets("/found-fresh"), 1, "a 302 with max-age is");
     assert_eq!(origin.gets("/bad"), 2);
+
+    // Interim answers are dropped and the final one is what counts; odd codes pass through.
+    origin.route(
+        "/hinted",
+        Route {
+            interim: vec![103, 100],
+            ..Route::ok("after hints", &[("Cache-Control", "max-age=600")])
+        },
+    );
+    let h = get(&edge, "/hinted", &[]).await;
+    assert_eq!((h.status, h.body.as_str()), (200, "after hints"));
+    assert_eq!(get(&edge, "/hinted", &[]).await.header("x-cache"), "Hit");
+    for code in [299u16, 399, 499] {
+        let path = format!("/odd-{code}");
+        origin.route(&path, Route::status(code, &[]));
+        let r = get(&edge, &path, &[]).await;
+        assert_eq!(r.status, code, "{path}");
+        assert_eq!(r.body, format!("status {code}\n"), "{path}");
+    }
+    origin.route("/odd-599", Route::status(599, &[]));
+    let r = get(&edge, "/odd-599", &[]).await;
+    assert_eq!(r.status, 502, "a 5xx is an origin failure");
+    assert!(
+        r.header("cache-status").contains("fwd-status=599"),
+        "{}",
+        r.header("cache-status")
+    );
 }
 
 #[tokio::test]

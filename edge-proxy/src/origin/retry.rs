@@ -60,6 +60,36 @@ pub fn jitter(d: std::time::Duration) -> std::time::Duration {
     d + d.mul_f64(f64::from(nanos % 500) / 1000.0)
 }
 
+/// Runs `attempt` until it succeeds, fails in a way not worth retrying, has run
+/// `max_attempts` times, or `budget` has no retry left; backoff 50 ms doubling to 1 s, jittered.
+pub async fn with_retries<T, F, Fut>(
+    budget: &RetryBudget,
+    max_attempts: u32,
+    mut attempt: F,
+) -> Result<T, super::OriginError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, super::OriginError>>,
+{
+    budget.deposit();
+    let mut backoff = std::time::Duration::from_millis(50);
+    let mut n = 1;
+    loop {
+        match attempt().await {
+            Err(e) if e.retryable() && n < max_attempts => {
+                if !budget.try_withdraw() {
+                    tracing::debug!(error = %e, "retry budget spent; not retrying");
+                    return Err(e);
+                }
+                tokio::time::sleep(jitter(backoff)).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                n += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +125,30 @@ mod tests {
             b.deposit();
         }
         assert!(b.try_withdraw() && b.try_withdraw() && !b.try_withdraw());
+    }
+
+    #[tokio::test]
+    async fn retries_only_what_is_worth_it_within_attempts_and_budget() {
+        use super::super::OriginError;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let run = |budget: RetryBudget, max: u32, fail: fn(u32) -> Option<OriginError>| async move {
+            let calls = AtomicU32::new(0);
+            let r = with_retries(&budget, max, || {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                async move { fail(n).map_or(Ok(n), Err) }
+            })
+            .await;
+            (r.is_ok(), calls.load(Ordering::SeqCst))
+        };
+        let flaky = |n: u32| (n < 2).then(|| OriginError::status(503, "busy"));
+        assert_eq!(run(RetryBudget::default(), 3, flaky).await, (true, 3));
+        assert_eq!(run(RetryBudget::default(), 2, flaky).await, (false, 2));
+        assert_eq!(
+            run(RetryBudget::new(0.0, 0), 3, flaky).await,
+            (false, 1),
+            "no budget"
+        );
+        let fatal = |_| Some(OriginError::status(400, "bad"));
+        assert_eq!(run(RetryBudget::default(), 3, fatal).await, (false, 1));
     }
 }

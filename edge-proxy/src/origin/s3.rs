@@ -87,24 +87,8 @@ impl S3Origin {
                 body: None,
             });
         }
-        self.budget.deposit();
-        let mut backoff = Duration::from_millis(50);
-        let mut attempt = 1;
-        loop {
-            let result = self.attempt(&req, &key).await;
-            match result {
-                Err(e) if e.retryable() && attempt < self.max_attempts => {
-                    if !self.budget.try_withdraw() {
-                        tracing::debug!(error = %e, "retry budget spent; not retrying");
-                        return Err(e);
-                    }
-                    tokio::time::sleep(super::retry::jitter(backoff)).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        super::retry::with_retries(&self.budget, self.max_attempts, || self.attempt(&req, &key))
+            .await
     }
 
     async fn attempt(&self, req: &OriginRequest, key: &str) -> Result<OriginResponse, OriginError> {

@@ -1312,7 +1312,12 @@ mod tests {
     use kube::CustomResourceExt;
 
     fn cel_errors(mutate: impl FnOnce(&mut serde_json::Value)) -> String {
-        let mut obj = serde_json::to_value(fixtures::example()).expect("json");
+        cel_errors_of(fixtures::example(), mutate)
+    }
+
+    /// The API server's CEL verdict on `fixture` after `mutate`; empty when it is accepted.
+    fn cel_errors_of(fixture: Distribution, mutate: impl FnOnce(&mut serde_json::Value)) -> String {
+        let mut obj = serde_json::to_value(fixture).expect("json");
         mutate(&mut obj);
         let crd = Distribution::crd();
         let schema = serde_json::to_value(
@@ -1447,21 +1452,7 @@ mod tests {
     /// Like `cel_errors`, for the signed fixture, plus what the schema's patterns and enums
     /// say (the local CEL validator checks only the rules).
     fn signed_cel_errors(mutate: impl FnOnce(&mut serde_json::Value)) -> String {
-        let mut obj = serde_json::to_value(fixtures::signed()).expect("json");
-        mutate(&mut obj);
-        let crd = Distribution::crd();
-        let schema = serde_json::to_value(
-            crd.spec.versions[0]
-                .schema
-                .as_ref()
-                .and_then(|s| s.open_api_v3_schema.as_ref())
-                .expect("schema"),
-        )
-        .expect("json");
-        match kube::core::cel::Validator::new().validate(&schema, &obj, None) {
-            Ok(()) => String::new(),
-            Err(e) => format!("{e:?}"),
-        }
+        cel_errors_of(fixtures::signed(), mutate)
     }
 
     #[test]
@@ -1531,21 +1522,7 @@ mod tests {
 
     /// Like `cel_errors`, for the HTTP-origin fixture.
     fn http_cel_errors(mutate: impl FnOnce(&mut serde_json::Value)) -> String {
-        let mut obj = serde_json::to_value(fixtures::http()).expect("json");
-        mutate(&mut obj);
-        let crd = Distribution::crd();
-        let schema = serde_json::to_value(
-            crd.spec.versions[0]
-                .schema
-                .as_ref()
-                .and_then(|s| s.open_api_v3_schema.as_ref())
-                .expect("schema"),
-        )
-        .expect("json");
-        match kube::core::cel::Validator::new().validate(&schema, &obj, None) {
-            Ok(()) => String::new(),
-            Err(e) => format!("{e:?}"),
-        }
+        cel_errors_of(fixtures::http(), mutate)
     }
 
     #[test]

@@ -683,11 +683,15 @@ mod tests {
     }
 
     fn render(idx: usize) -> RegionObjects {
-        let d = fixtures::example();
+        render_fixture(&fixtures::example(), idx)
+    }
+
+    /// Region `idx` of `d` rendered with test credentials and no origin Secrets.
+    fn render_fixture(d: &Distribution, idx: usize) -> RegionObjects {
         let cfg = edge_config(&d.spec, &KeySecrets::new()).expect("valid");
         let c = creds();
         render_region(
-            &d,
+            d,
             &d.spec.regions[idx],
             &cfg,
             &RenderContext {
@@ -726,21 +730,7 @@ mod tests {
     }
 
     fn render_placed(idx: usize) -> RegionObjects {
-        let d = fixtures::placed();
-        let cfg = edge_config(&d.spec, &KeySecrets::new()).expect("valid");
-        let c = creds();
-        render_region(
-            &d,
-            &d.spec.regions[idx],
-            &cfg,
-            &RenderContext {
-                edge_image: "kubefront/edge:0.1.0",
-                credentials: Some(&c),
-                origin_secrets: &NO_SECRETS,
-                shield_token: None,
-            },
-        )
-        .expect("renders")
+        render_fixture(&fixtures::placed(), idx)
     }
 
     #[test]

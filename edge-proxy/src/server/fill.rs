@@ -178,7 +178,7 @@ pub async fn fill(
             count_origin(edge, "slice");
             answer.slice(*index, head, resp.status, resp.meta, resp.body)
         }
-        Target::Object { first } if is_private(&resp.meta) => {
+        Target::Object { .. } if is_private(&resp.meta) => {
             let filled = answer
                 .object(stale, resp.status, resp.meta, resp.body)
                 .await;
@@ -245,9 +245,34 @@ fn private(mut filled: Filled) -> Filled {
     filled
 }
 
+/// The status and whole body of an answer other than 200/206 (a redirect, 204, 400…), read
+/// within `limit`; a body over [`MAX_STATUS_BODY`] is refused rather than buffered.
+pub async fn status_answer(
+    code: u16,
+    body: Option<OriginBody>,
+    limit: Duration,
+) -> Result<(StatusCode, Bytes), OriginError> {
+    let status =
+        StatusCode::from_u16(code).map_err(|_| OriginError::status(502, "invalid status code"))?;
+    let Some(body) = body else {
+        return Ok((status, Bytes::new()));
+    };
+    match tokio::time::timeout(limit, buffer(body, MAX_STATUS_BODY)).await {
+        Ok(Ok(Buffered::Whole(b))) => Ok((status, b)),
+        Ok(Ok(Buffered::TooLarge(..))) => Err(OriginError::status(
+            502,
+            format!("a {code} answer with a body over {MAX_STATUS_BODY} bytes"),
+        )),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(OriginError::Timeout(format!(
+            "{code} body not received in time"
+        ))),
+    }
+}
+
 /// The largest body of an answer other than 200/206 the edge reads (redirect and error pages
 /// are small; anything larger is refused rather than buffered).
-pub const MAX_STATUS_BODY: u64 = 1 << 20;
+const MAX_STATUS_BODY: u64 = 1 << 20;
 
 /// The `answered` of a second request within one fetch (the first already reported); a plain
 /// fn so the recursion instantiates `fill` once.
@@ -575,29 +600,10 @@ impl Answer<'_> {
     /// explicit freshness from the origin (§3).
     async fn other_status(&self, code: u16, meta: ObjectMeta, body: Option<OriginBody>) -> Filled {
         count_origin(self.edge, "other_status");
-        let Ok(status) = StatusCode::from_u16(code) else {
-            return Filled::from(Err(OriginError::status(502, "invalid status code")));
-        };
-        let buf = match body {
-            None => Bytes::new(),
-            Some(body) => {
-                let limit = self.generation.settings.fill_timeout;
-                match tokio::time::timeout(limit, buffer(body, MAX_STATUS_BODY)).await {
-                    Ok(Ok(Buffered::Whole(b))) => b,
-                    Ok(Ok(Buffered::TooLarge(..))) => {
-                        return Filled::from(Err(OriginError::status(
-                            502,
-                            format!("a {code} answer with a body over {MAX_STATUS_BODY} bytes"),
-                        )))
-                    }
-                    Ok(Err(e)) => return Filled::from(Err(e)),
-                    Err(_) => {
-                        return Filled::from(Err(OriginError::Timeout(format!(
-                            "{code} body not received in time"
-                        ))))
-                    }
-                }
-            }
+        let limit = self.generation.settings.fill_timeout;
+        let (status, buf) = match status_answer(code, body, limit).await {
+            Ok(a) => a,
+            Err(e) => return Filled::from(Err(e)),
         };
         let fresh = origin_freshness(&meta);
         let storable = freshness::heuristically_cacheable(code) || fresh.is_explicit();
@@ -683,14 +689,14 @@ impl Pump {
     }
 }
 
-pub enum Buffered {
+enum Buffered {
     Whole(Bytes),
     /// Over the size cap (length undeclared): what was read, and the rest of the stream.
     TooLarge(Bytes, OriginBody),
 }
 
 /// Reads a body of undeclared length whole, up to `max`.
-pub async fn buffer(mut body: OriginBody, max: u64) -> Result<Buffered, OriginError> {
+async fn buffer(mut body: OriginBody, max: u64) -> Result<Buffered, OriginError> {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;

@@ -119,31 +119,24 @@ pub async fn forward(
             502,
             "412 from the origin to an unconditional request",
         )),
-        OriginStatus::Other(code) => other_status(req, head, code, resp.meta, resp.body).await,
+        OriginStatus::Other(code) => {
+            other_status(generation, req, head, code, resp.meta, resp.body).await
+        }
     }
 }
 
 /// A redirect, 204, 400… passed through with its status and allowlisted headers (never
 /// stored here: this path is for objects too large to cache and HEADs).
 async fn other_status(
+    generation: &Generation,
     req: &HeaderMap,
     head: bool,
     code: u16,
     meta: crate::origin::ObjectMeta,
     body: Option<crate::origin::OriginBody>,
 ) -> Result<Forwarded, OriginError> {
-    use super::fill::{buffer, Buffered, MAX_STATUS_BODY};
-    let status =
-        StatusCode::from_u16(code).map_err(|_| OriginError::status(502, "invalid status code"))?;
-    let bytes = match body {
-        None => bytes::Bytes::new(),
-        Some(b) => match buffer(b, MAX_STATUS_BODY).await? {
-            Buffered::Whole(b) => b,
-            Buffered::TooLarge(..) => {
-                return Err(OriginError::status(502, "answer body too large"));
-            }
-        },
-    };
+    let limit = generation.settings.fill_timeout;
+    let (status, bytes) = super::fill::status_answer(code, body, limit).await?;
     let entry = crate::cache::Entry::status_answer(
         status,
         &meta.headers(),

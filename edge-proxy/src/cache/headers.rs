@@ -5,8 +5,10 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Representation metadata worth replaying, and the fields an answer other than 200 needs to
-/// mean anything (a redirect's `Location`, a 405's `Allow`, a 401's `WWW-Authenticate`).
-pub const REPLAYED: [HeaderName; 15] = [
+/// mean anything (a redirect's `Location`, a 405's `Allow`, a 401's `WWW-Authenticate`), and
+/// a parent cache's `Cache-Status` (RFC 9211 §2: each cache keeps the entries of the caches
+/// before it, so a shield's verdict reaches the viewer before this edge's own).
+pub const REPLAYED: [HeaderName; 16] = [
     header::CONTENT_TYPE,
     header::ETAG,
     header::LAST_MODIFIED,
@@ -22,6 +24,7 @@ pub const REPLAYED: [HeaderName; 15] = [
     header::RETRY_AFTER,
     header::LINK,
     header::VARY,
+    HeaderName::from_static("cache-status"),
 ];
 
 /// What a 304 may update on a stored entry (RFC 9111 §4.3.4, limited to the allowlist; the

@@ -4,7 +4,25 @@
 
 use std::fmt::Write;
 
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
+
+use super::respond::CACHE_STATUS;
+
+/// Sets this edge's `Cache-Status` entry on `headers`, after the entries of the caches nearer
+/// the origin (a shield's, replayed from the stored answer) as RFC 9211 §2 orders them.
+pub fn chain(headers: &mut HeaderMap, ours: HeaderValue) {
+    let value = match headers.get(&CACHE_STATUS) {
+        None => ours,
+        Some(upstream) => {
+            let mut v = Vec::with_capacity(upstream.len() + 2 + ours.len());
+            v.extend_from_slice(upstream.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(ours.as_bytes());
+            HeaderValue::from_bytes(&v).unwrap_or(ours)
+        }
+    };
+    headers.insert(CACHE_STATUS.clone(), value);
+}
 
 /// RFC 9211 §2.2 `fwd` reasons the edge uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +138,24 @@ impl CacheStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chain_puts_this_edge_after_the_parent() {
+        let mut h = HeaderMap::new();
+        chain(&mut h, CacheStatus::HIT.render());
+        assert_eq!(h["cache-status"], "kubefront; hit");
+        let mut h = HeaderMap::new();
+        h.insert(
+            "cache-status",
+            HeaderValue::from_static("kubefront; fwd=uri-miss; stored"),
+        );
+        chain(&mut h, CacheStatus::HIT.render());
+        assert_eq!(
+            h["cache-status"],
+            "kubefront; fwd=uri-miss; stored, kubefront; hit"
+        );
+        assert_eq!(h.get_all("cache-status").iter().count(), 1);
+    }
 
     #[test]
     fn renders_rfc_9211_parameters_in_order() {

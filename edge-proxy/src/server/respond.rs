@@ -265,7 +265,7 @@ pub fn planned_response(
     if served.is_stored_answer() {
         cs = cs.ttl(entry.ttl.as_secs() as i64 - age.as_secs() as i64);
     }
-    headers.insert(CACHE_STATUS.clone(), cs.render());
+    super::cache_status::chain(&mut headers, cs.render());
     match plan {
         Plan::NotModified => not_modified(headers),
         Plan::Unsatisfiable => unsatisfiable(headers, entry.len),
@@ -343,7 +343,7 @@ fn meta_headers(meta: &ObjectMeta, served: Served) -> HeaderMap {
     let mut headers = crate::cache::headers::replayed(&meta.headers());
     headers.insert(header::AGE, HeaderValue::from_static("0"));
     headers.insert(X_CACHE.clone(), HeaderValue::from_static("Miss"));
-    headers.insert(CACHE_STATUS.clone(), served.cache_status().render());
+    super::cache_status::chain(&mut headers, served.cache_status().render());
     headers
 }
 

@@ -720,10 +720,27 @@ async fn a_shield_serves_many_child_edges_with_one_origin_fetch_and_trusts_only_
         "a wrong token is a viewer"
     );
 
+    let mut verdicts = Vec::new();
     for child in [&child_a, &child_b, &child_a] {
         let r = get(child, "/a.txt", &[]).await;
         assert_eq!((r.status, r.body.as_str()), (200, "object /a.txt"));
+        verdicts.push(r.header("cache-status").to_owned());
     }
+    // RFC 9211: the shield's entry first, then the child's own.
+    let hops = |v: &str| v.split(", ").map(str::to_owned).collect::<Vec<_>>();
+    let first = hops(&verdicts[0]);
+    assert_eq!(first.len(), 2, "both hops in {first:?}");
+    assert!(first.iter().all(|h| h.contains("fwd=")), "{first:?}");
+    let second = hops(&verdicts[1]);
+    assert_eq!(second.len(), 2, "both hops in {second:?}");
+    assert!(
+        second[0].starts_with("kubefront; hit"),
+        "the shield hit: {second:?}"
+    );
+    assert!(
+        second[1].contains("fwd="),
+        "the other child missed: {second:?}"
+    );
     assert_eq!(
         origin.gets("/a.txt"),
         1,
